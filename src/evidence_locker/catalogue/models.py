@@ -1,0 +1,116 @@
+"""Recordings (one activation of a camera), their files, and the content-addressed blobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from evidence_locker.db import Base, UTCDateTime
+
+
+class Blob(Base):
+    """Stored bytes, named by SHA-256. Deleted only when no live file refers to it."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    stored_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+    __table_args__ = (
+        UniqueConstraint("device_serial", "camera_recording_id"),
+        Index("ix_recordings_started", "started_at", "id"),
+        Index("ix_recordings_officer_started", "officer_id", "started_at"),
+        Index("ix_recordings_unit_started", "unit_id", "started_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    device_serial: Mapped[str] = mapped_column(String(64))
+    camera_recording_id: Mapped[str] = mapped_column(String(128))
+
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    reported_officer: Mapped[str | None] = mapped_column(String(64))
+    attribution_issues: Mapped[str] = mapped_column(Text, default="")  # "; "-joined notes
+
+    # Times as the camera wrote them, and corrected UTC times used for search and retention.
+    camera_started_at: Mapped[str | None] = mapped_column(String(64))
+    camera_timezone: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    pre_event_seconds: Mapped[float | None] = mapped_column(Float)
+    trigger_on_reason: Mapped[str | None] = mapped_column(String(64))
+    trigger_off_reason: Mapped[str | None] = mapped_column(String(64))
+    clock_drift_seconds: Mapped[float | None] = mapped_column(Float)
+    clock_suspect: Mapped[bool] = mapped_column(Boolean, default=False)
+    clock_note: Mapped[str | None] = mapped_column(Text)
+
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16), default="incomplete")  # incomplete|complete
+    sidecar_state: Mapped[str] = mapped_column(String(16), default="missing")
+    # Files the sidecar lists, as JSON [{"kind","index","filename","sha256","size"}].
+    expected_files: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(100))
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    bookmarks: Mapped[str | None] = mapped_column(Text)  # JSON list
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+
+    files: Mapped[list[RecordingFile]] = relationship(
+        back_populates="recording", order_by="(RecordingFile.kind, RecordingFile.index)"
+    )
+
+
+class RecordingFile(Base):
+    __tablename__ = "recording_files"
+    __table_args__ = (
+        UniqueConstraint("recording_id", "kind", "index", "sha256"),
+        Index("ix_recording_files_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recordings.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # clip | sidecar | track
+    index: Mapped[int] = mapped_column(Integer, default=1)
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+    size: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    upload_id: Mapped[str | None] = mapped_column(String(64))
+    dock_id: Mapped[int | None] = mapped_column(ForeignKey("docks.id"))
+    # Another copy of this slot arrived with different bytes: kept, and flagged.
+    conflict: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    media_state: Mapped[str] = mapped_column(String(16), default="pending")
+    # pending | ready | unreadable | n/a (sidecars and tracks are not media)
+    unreadable_reason: Mapped[str | None] = mapped_column(Text)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    video_codec: Mapped[str | None] = mapped_column(String(32))
+    audio_codec: Mapped[str | None] = mapped_column(String(32))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    frame_rate: Mapped[float | None] = mapped_column(Float)
+    media_created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    poster_sha256: Mapped[str | None] = mapped_column(String(64))
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    recording: Mapped[Recording] = relationship(back_populates="files")

@@ -1,0 +1,110 @@
+"""Settings, parsed once and typed: `LOCKER_*` environment variables over an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+GIB = 1024**3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOCKER_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    storage_url: str | None = None
+    queue_url: str | None = None
+
+    force_name: str = "Demo Constabulary"
+    # The force's zone: times are stored in UTC and displayed in this zone.
+    timezone: str = "Europe/London"
+
+    tus_max_size: int = 64 * GIB
+    # Below this much free space the ingest answers 507 and accepts nothing new.
+    min_free_bytes: int = 1 * GIB
+    upload_expiry_hours: int = 72
+
+    # A camera clock before this year, or ahead of the server by more than this, is suspect.
+    clock_floor_year: int = 2015
+    clock_future_tolerance_seconds: int = 24 * 3600
+
+    # Background work: in-process job workers and the audit sequencer (off for ingest-only nodes).
+    run_workers: bool = True
+    job_workers: int = 2
+    sequencer_interval_seconds: float = 1.0
+
+    # Argon2id cost; lower only in tests.
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+
+    session_hours: int = 12
+    secure_cookies: bool = False
+
+    secret_key: str | None = Field(default=None, repr=False)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("LOCKER_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'locker.db').resolve()}"
+
+    @cached_property
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return (self.data_dir / "media").resolve().as_uri()
+
+    @cached_property
+    def resolved_queue_url(self) -> str:
+        if self.queue_url:
+            return self.queue_url
+        return f"sqlite:///{(self.data_dir / 'queue.db').resolve()}"
+
+    @cached_property
+    def resolved_secret_key(self) -> str:
+        """The key that signs sessions: from the environment, else a file made once in the data dir.
+
+        Never in the repository.
+        """
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret-key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
