@@ -36,7 +36,7 @@ class Recording(Base):
     __tablename__ = "recordings"
     __table_args__ = (
         UniqueConstraint("device_serial", "camera_recording_id"),
-        Index("ix_recordings_started", "started_at", "id"),
+        Index("ix_recordings_sort", "sort_at", "id"),
         Index("ix_recordings_officer_started", "officer_id", "started_at"),
         Index("ix_recordings_unit_started", "unit_id", "started_at"),
     )
@@ -64,6 +64,8 @@ class Recording(Base):
     clock_note: Mapped[str | None] = mapped_column(Text)
 
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    # What lists sort and page by: the corrected start once known, else the receipt time.
+    sort_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     state: Mapped[str] = mapped_column(String(16), default="incomplete")  # incomplete|complete
     sidecar_state: Mapped[str] = mapped_column(String(16), default="missing")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 00:07:42.728248
+Create Date: 2026-11-22 00:10:45.665207
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def upgrade() -> None:
     sa.Column('clock_suspect', sa.Boolean(), nullable=False),
     sa.Column('clock_note', sa.Text(), nullable=True),
     sa.Column('received_at', evidence_locker.db.UTCDateTime(), nullable=False),
+    sa.Column('sort_at', evidence_locker.db.UTCDateTime(), nullable=False),
     sa.Column('completed_at', evidence_locker.db.UTCDateTime(), nullable=True),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('sidecar_state', sa.String(length=16), nullable=False),
@@ -169,7 +170,7 @@ def upgrade() -> None:
     with op.batch_alter_table('recordings', schema=None) as batch_op:
         batch_op.create_index('ix_recordings_officer_started', ['officer_id', 'started_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_recordings_received_at'), ['received_at'], unique=False)
-        batch_op.create_index('ix_recordings_started', ['started_at', 'id'], unique=False)
+        batch_op.create_index('ix_recordings_sort', ['sort_at', 'id'], unique=False)
         batch_op.create_index('ix_recordings_unit_started', ['unit_id', 'started_at'], unique=False)
 
     op.create_table('web_sessions',
@@ -262,7 +263,7 @@ def downgrade() -> None:
     op.drop_table('web_sessions')
     with op.batch_alter_table('recordings', schema=None) as batch_op:
         batch_op.drop_index('ix_recordings_unit_started')
-        batch_op.drop_index('ix_recordings_started')
+        batch_op.drop_index('ix_recordings_sort')
         batch_op.drop_index(batch_op.f('ix_recordings_received_at'))
         batch_op.drop_index('ix_recordings_officer_started')
 

@@ -1,0 +1,3 @@
+from evidence_locker.cli import main
+
+main()

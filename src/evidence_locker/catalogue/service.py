@@ -1,0 +1,386 @@
+"""Cataloguing files into recordings: attribution, sidecars, completeness, and the probe job."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from evidence_locker.audit.service import Actor, record
+from evidence_locker.catalogue.models import Blob, Recording, RecordingFile
+from evidence_locker.catalogue.rules import Slot, correct_camera_time, missing_files
+from evidence_locker.catalogue.sidecar import Sidecar, Track
+from evidence_locker.clock import Clock
+from evidence_locker.config import Settings
+from evidence_locker.fleet.models import Device, Officer, Unit
+from evidence_locker.storage.base import BlobStore
+
+log = logging.getLogger(__name__)
+
+MAX_SIDECAR_BYTES = 1024 * 1024
+MAX_TRACK_BYTES = 64 * 1024 * 1024
+
+
+def ensure_blob(session: Session, *, sha256: str, size: int, now: dt.datetime) -> None:
+    """Insert the blob row unless another file already brought the same bytes."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(Blob).values(sha256=sha256, size=size, stored_at=now)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["sha256"]))
+
+
+@dataclass(frozen=True)
+class Attached:
+    file: RecordingFile
+    recording: Recording
+    duplicate: bool
+    new_recording: bool
+
+
+def _note(recording: Recording, note: str) -> None:
+    notes = [n for n in recording.attribution_issues.split("; ") if n]
+    if note not in notes:
+        notes.append(note)
+    recording.attribution_issues = "; ".join(notes)
+
+
+def _get_or_create_recording(
+    session: Session, *, clock: Clock, actor: Actor, device_serial: str, camera_recording_id: str
+) -> tuple[Recording, bool]:
+    rec = session.scalars(
+        select(Recording)
+        .where(Recording.device_serial == device_serial)
+        .where(Recording.camera_recording_id == camera_recording_id)
+    ).one_or_none()
+    if rec is not None:
+        return rec, False
+    now = clock.now()
+    rec = Recording(
+        device_serial=device_serial,
+        camera_recording_id=camera_recording_id,
+        received_at=now,
+        sort_at=now,
+        state="incomplete",
+        sidecar_state="missing",
+        attribution_issues="",
+    )
+    device = session.scalars(select(Device).where(Device.serial == device_serial)).one_or_none()
+    if device is None:
+        # Unknown cameras are accepted and shown to the fleet administrator, never dropped.
+        device = Device(serial=device_serial, mount="body", status="active", needs_review=True)
+        session.add(device)
+        session.flush()
+        record(session, clock=clock, actor=actor, action="device.discovered",
+               object_type="device", object_id=device_serial,
+               details={"via": "ingest", "recording": camera_recording_id})
+    if device.needs_review:
+        _note(rec, f"device {device_serial} is not in the fleet register")
+    rec.device_id = device.id
+    if device.issued_to_officer_id is not None:
+        _attribute(session, rec, device.issued_to_officer_id)
+    session.add(rec)
+    session.flush()
+    record(session, clock=clock, actor=actor, action="recording.created",
+           object_type="recording", object_id=str(rec.id),
+           details={"device": device_serial, "camera_recording_id": camera_recording_id})
+    return rec, True
+
+
+def _attribute(session: Session, rec: Recording, officer_id: int) -> None:
+    officer = session.get(Officer, officer_id)
+    if officer is None:
+        return
+    rec.officer_id = officer.id
+    rec.unit_id = officer.unit_id
+
+
+def attach_file(
+    session: Session,
+    *,
+    clock: Clock,
+    actor: Actor,
+    store: BlobStore,
+    settings: Settings,
+    device_serial: str,
+    camera_recording_id: str,
+    kind: str,
+    index: int,
+    filename: str,
+    sha256: str,
+    size: int,
+    upload_id: str | None,
+    dock_id: int | None,
+    clock_drift_seconds: float | None = None,
+) -> Attached:
+    """Link durable bytes to their recording. The same bytes again for the same slot are a
+    duplicate; different bytes for a slot that is filled are kept and flagged as a conflict."""
+    now = clock.now()
+    ensure_blob(session, sha256=sha256, size=size, now=now)
+    rec, new_recording = _get_or_create_recording(
+        session, clock=clock, actor=actor, device_serial=device_serial,
+        camera_recording_id=camera_recording_id,
+    )
+    if clock_drift_seconds is not None:
+        rec.clock_drift_seconds = clock_drift_seconds
+    same_slot = session.scalars(
+        select(RecordingFile)
+        .where(RecordingFile.recording_id == rec.id)
+        .where(RecordingFile.kind == kind)
+        .where(RecordingFile.index == index)
+        .where(RecordingFile.deleted_at.is_(None))
+    ).all()
+    for existing in same_slot:
+        if existing.sha256 == sha256:
+            record(session, clock=clock, actor=actor, action="upload.duplicate",
+                   object_type="recording", object_id=str(rec.id),
+                   details={"file_id": existing.id, "kind": kind, "index": index,
+                            "sha256": sha256, "upload_id": upload_id})
+            return Attached(existing, rec, duplicate=True, new_recording=False)
+    file = RecordingFile(
+        recording_id=rec.id,
+        kind=kind,
+        index=index,
+        filename=filename,
+        sha256=sha256,
+        size=size,
+        received_at=now,
+        upload_id=upload_id,
+        dock_id=dock_id,
+        conflict=bool(same_slot),
+        media_state="pending" if kind == "clip" else "n/a",
+    )
+    session.add(file)
+    session.flush()
+    details: dict[str, Any] = {"file_id": file.id, "kind": kind, "index": index,
+                               "sha256": sha256, "size": size, "upload_id": upload_id}
+    record(session, clock=clock, actor=actor, action="upload.completed",
+           object_type="recording", object_id=str(rec.id), details=details)
+    if same_slot:
+        _note(rec, f"{kind} {index} arrived twice with different bytes; both kept")
+        record(session, clock=clock, actor=actor, action="recording.file_conflict",
+               object_type="recording", object_id=str(rec.id), details=details)
+    if kind == "sidecar":
+        apply_sidecar(session, clock=clock, actor=actor, store=store, settings=settings,
+                      rec=rec, file=file)
+    if rec.clock_drift_seconds is not None and rec.sidecar_state == "parsed":
+        _apply_times_from_sidecar(session, store=store, settings=settings, rec=rec)
+    refresh_state(session, clock=clock, actor=actor, rec=rec)
+    return Attached(file, rec, duplicate=False, new_recording=new_recording)
+
+
+def _read_small(store: BlobStore, sha256: str, limit: int) -> bytes | None:
+    if store.size(sha256) > limit:
+        return None
+    return b"".join(store.read_range(sha256))
+
+
+def _load_sidecar(store: BlobStore, file: RecordingFile) -> Sidecar | str:
+    raw = _read_small(store, file.sha256, MAX_SIDECAR_BYTES)
+    if raw is None:
+        return f"sidecar larger than {MAX_SIDECAR_BYTES} bytes"
+    try:
+        return Sidecar.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"sidecar does not parse: {where}: {first.get('msg')}"
+
+
+def apply_sidecar(
+    session: Session,
+    *,
+    clock: Clock,
+    actor: Actor,
+    store: BlobStore,
+    settings: Settings,
+    rec: Recording,
+    file: RecordingFile,
+) -> None:
+    parsed = _load_sidecar(store, file)
+    if isinstance(parsed, str):
+        file.media_state = "unreadable"
+        file.unreadable_reason = parsed
+        if rec.sidecar_state != "parsed":
+            rec.sidecar_state = "unreadable"
+        record(session, clock=clock, actor=actor, action="recording.sidecar_unreadable",
+               object_type="recording", object_id=str(rec.id),
+               details={"file_id": file.id, "reason": parsed})
+        return
+    sc = parsed
+    problems = []
+    if sc.device.serial != rec.device_serial:
+        problems.append(f"sidecar names device {sc.device.serial}, upload named {rec.device_serial}")
+    if sc.recording_id != rec.camera_recording_id:
+        problems.append(f"sidecar names recording {sc.recording_id}")
+    for p in problems:
+        _note(rec, p)
+    file.media_state = "ready"
+    rec.sidecar_state = "parsed"
+    rec.model = sc.device.model
+    rec.firmware = sc.device.firmware
+    rec.camera_timezone = sc.timezone
+    rec.camera_started_at = sc.started_at.isoformat()
+    rec.pre_event_seconds = sc.pre_event_seconds
+    if sc.trigger is not None:
+        rec.trigger_on_reason = sc.trigger.on.reason
+        rec.trigger_off_reason = sc.trigger.off.reason if sc.trigger.off else None
+    rec.bookmarks = json.dumps([b.model_dump(mode="json") for b in sc.bookmarks])
+    rec.expected_files = json.dumps(
+        [f.model_dump(mode="json") for f in sc.files] + [
+            {"kind": "sidecar", "index": 1, "filename": file.filename, "sha256": file.sha256,
+             "size": file.size}
+        ]
+    )
+    rec.reported_officer = sc.officer
+    _apply_times(rec, sc, settings)
+    if sc.officer:
+        officer = session.scalars(select(Officer).where(Officer.collar == sc.officer)).one_or_none()
+        if officer is None:
+            _note(rec, f"officer {sc.officer} named by the camera is not in the register")
+        elif rec.officer_id is None:
+            _attribute(session, rec, officer.id)
+        elif rec.officer_id != officer.id:
+            # The register of who had the camera wins; the disagreement is kept for the fleet admin.
+            _note(rec, f"camera says officer {sc.officer}; the register says otherwise")
+    record(session, clock=clock, actor=actor, action="recording.sidecar_applied",
+           object_type="recording", object_id=str(rec.id),
+           details={"file_id": file.id, "officer": sc.officer, "files": len(sc.files),
+                    "clock_suspect": rec.clock_suspect})
+
+
+def _apply_times(rec: Recording, sc: Sidecar, settings: Settings) -> None:
+    t = correct_camera_time(
+        started_at=sc.started_at,
+        stopped_at=sc.stopped_at,
+        received_at=rec.received_at,
+        drift_seconds=rec.clock_drift_seconds,
+        floor_year=settings.clock_floor_year,
+        future_tolerance=dt.timedelta(seconds=settings.clock_future_tolerance_seconds),
+    )
+    rec.started_at = t.started_at
+    rec.stopped_at = t.stopped_at
+    rec.clock_suspect = t.suspect
+    rec.clock_note = t.note
+    # A suspect clock must not bury the recording decades back or float it into the future.
+    rec.sort_at = rec.received_at if t.suspect else t.started_at
+
+
+def _apply_times_from_sidecar(
+    session: Session, *, store: BlobStore, settings: Settings, rec: Recording
+) -> None:
+    sidecar = next((f for f in rec.files if f.kind == "sidecar" and f.media_state == "ready"), None)
+    if sidecar is None:
+        return
+    parsed = _load_sidecar(store, sidecar)
+    if isinstance(parsed, Sidecar):
+        _apply_times(rec, parsed, settings)
+
+
+def expected_slots(rec: Recording) -> list[Slot]:
+    if not rec.expected_files:
+        return []
+    return [(f["kind"], int(f["index"]), f["sha256"]) for f in json.loads(rec.expected_files)]
+
+
+def present_slots(session: Session, rec: Recording) -> set[Slot]:
+    rows = session.execute(
+        select(RecordingFile.kind, RecordingFile.index, RecordingFile.sha256)
+        .where(RecordingFile.recording_id == rec.id)
+        .where(RecordingFile.deleted_at.is_(None))
+    ).all()
+    return {(k, int(i), s) for k, i, s in rows}
+
+
+def refresh_state(session: Session, *, clock: Clock, actor: Actor, rec: Recording) -> None:
+    """Complete when the sidecar is read and every file it lists has arrived, byte for byte."""
+    if rec.state == "complete" or rec.sidecar_state != "parsed":
+        return
+    if missing_files(expected_slots(rec), present_slots(session, rec)):
+        return
+    rec.state = "complete"
+    rec.completed_at = clock.now()
+    record(session, clock=clock, actor=actor, action="recording.completed",
+           object_type="recording", object_id=str(rec.id))
+
+
+def probe_file(session: Session, *, clock: Clock, store: BlobStore, file_id: int) -> None:
+    """The probe job: media facts and a poster for a clip, or the first GPS fix of a track.
+    Idempotent: a file already probed is left alone."""
+    from evidence_locker.catalogue.probe import Unreadable, make_poster, probe_media
+
+    file = session.get(RecordingFile, file_id)
+    if file is None or file.deleted_at is not None:
+        return
+    rec = file.recording
+    if file.kind == "track":
+        _apply_track(session, clock=clock, store=store, rec=rec, file=file)
+        return
+    if file.kind != "clip" or file.media_state != "pending":
+        return
+    with store.local_path(file.sha256) as path:
+        result = probe_media(path)
+        poster = None if isinstance(result, Unreadable) else make_poster(path)
+    if isinstance(result, Unreadable):
+        file.media_state = "unreadable"
+        file.unreadable_reason = result.reason
+        record(session, clock=clock, actor=Actor(type="system", name="probe"),
+               action="media.unreadable", object_type="recording", object_id=str(rec.id),
+               details={"file_id": file.id, "reason": result.reason})
+        return
+    file.media_state = "ready"
+    file.duration_seconds = result.duration_seconds
+    file.video_codec = result.video_codec
+    file.audio_codec = result.audio_codec
+    file.width = result.width
+    file.height = result.height
+    file.frame_rate = result.frame_rate
+    file.media_created_at = result.created_at
+    if poster is not None:
+        sha = store.put_bytes(poster)
+        ensure_blob(session, sha256=sha, size=len(poster), now=clock.now())
+        file.poster_sha256 = sha
+    record(session, clock=clock, actor=Actor(type="system", name="probe"),
+           action="media.probed", object_type="recording", object_id=str(rec.id),
+           details={"file_id": file.id, "duration": result.duration_seconds,
+                    "video": result.video_codec, "audio": result.audio_codec,
+                    "resolution": f"{result.width}x{result.height}"})
+
+
+def _apply_track(
+    session: Session, *, clock: Clock, store: BlobStore, rec: Recording, file: RecordingFile
+) -> None:
+    if file.media_state not in ("n/a", "pending"):
+        return
+    raw = _read_small(store, file.sha256, MAX_TRACK_BYTES)
+    reason: str | None = None
+    track: Track | None = None
+    if raw is None:
+        reason = f"track larger than {MAX_TRACK_BYTES} bytes"
+    else:
+        try:
+            track = Track.model_validate_json(raw)
+        except ValidationError as exc:
+            reason = f"track does not parse: {exc.errors()[0].get('msg')}"
+    if track is None:
+        file.media_state = "unreadable"
+        file.unreadable_reason = reason
+        return
+    file.media_state = "ready"
+    if track.points and rec.lat is None:
+        rec.lat = track.points[0].lat
+        rec.lon = track.points[0].lon
+
+
+def unit_path(session: Session, unit_id: int | None) -> str | None:
+    if unit_id is None:
+        return None
+    unit = session.get(Unit, unit_id)
+    return unit.path if unit else None

@@ -1,0 +1,166 @@
+"""/api/v1/recordings: search, detail, media with Range, poster. Every read is audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
+from evidence_locker.audit.service import record
+from evidence_locker.catalogue import queries
+from evidence_locker.db import transaction
+from evidence_locker.web.auth import actor_from, require_principal, runtime_of
+from evidence_locker.web.problems import ApiError
+from evidence_locker.web.ranges import RangeNotSatisfiable, parse_range
+
+router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
+
+
+def footage_viewer(request: Request) -> Principal:
+    principal = require_principal(request)
+    if not may_view_footage_at_all(principal):
+        raise ApiError(403, "Forbidden", "this role does not see footage")
+    return principal
+
+
+Viewer = Annotated[Principal, Depends(footage_viewer)]
+
+
+def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ApiError(400, "Bad request", f"{name} needs a UTC offset, e.g. 2026-11-22T08:00Z")
+    return value
+
+
+@router.get("")
+def list_recordings(
+    request: Request,
+    principal: Viewer,
+    officer: str | None = Query(None, max_length=64, description="collar number"),
+    unit: str | None = Query(None, max_length=32, description="unit code, with its sub-units"),
+    device: str | None = Query(None, max_length=64, description="camera serial"),
+    since: dt.datetime | None = Query(None, alias="from"),
+    until: dt.datetime | None = Query(None, alias="to"),
+    state: str | None = Query(None, max_length=16),
+    sha256: str | None = Query(None, pattern="^[0-9a-fA-F]{64}$"),
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, max_length=400),
+) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    filters = queries.Filters(officer=officer, unit=unit, device=device,
+                              since=_aware(since, "from"), until=_aware(until, "to"),
+                              state=state, sha256=sha256)
+    with transaction(runtime.sessions) as session:
+        try:
+            rows, next_cursor = queries.search(session, principal=principal, filters=filters,
+                                               limit=limit, cursor=cursor)
+        except queries.QueryError as exc:
+            raise ApiError(400, "Bad request", str(exc)) from exc
+        items = [queries.summary(session, r) for r in rows]
+        record(session, clock=runtime.clock, actor=actor_from(request, principal),
+               action="recording.searched", object_type="recording",
+               details={"filters": {k: v for k, v in vars(filters).items() if v is not None},
+                        "returned": len(items)})
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/{recording_id}")
+def get_recording(recording_id: str, request: Request, principal: Viewer) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        if rec is None:
+            raise ApiError(404, "Not found", "no such recording, or not yours to see")
+        body = queries.describe(session, rec)
+        record(session, clock=runtime.clock, actor=actor_from(request, principal),
+               action="recording.viewed", object_type="recording", object_id=str(rec.id))
+    return body
+
+
+def _clip_for(request: Request, principal: Principal, recording_id: str, clip: int,
+              action: str, extra: dict[str, Any]) -> tuple[str, int, str, str | None]:
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        if rec is None:
+            raise ApiError(404, "Not found", "no such recording, or not yours to see")
+        f = queries.clip_of(rec, clip)
+        if f is None:
+            raise ApiError(404, "Not found", f"recording has no clip {clip}")
+        record(session, clock=runtime.clock, actor=actor_from(request, principal),
+               action=action, object_type="recording", object_id=str(rec.id),
+               details={"file_id": f.id, "clip": clip, "sha256": f.sha256, **extra})
+        return f.sha256, f.size, f.filename, f.poster_sha256
+
+
+@router.get("/{recording_id}/media", response_class=StreamingResponse)
+async def media(
+    recording_id: str,
+    request: Request,
+    clip: int = Query(1, ge=1, le=10_000),
+    download: bool = Query(False),
+) -> Response:
+    """The original bytes of clip N, with HTTP Range (206) for playback."""
+    runtime = runtime_of(request)
+    principal = await to_thread.run_sync(footage_viewer, request)
+    range_header = request.headers.get("range")
+
+    def lookup() -> tuple[str, int, str, str | None]:
+        # Validate the range before auditing, so a refused request is not logged as a read.
+        sha, size, name, poster = _peek(request, principal, recording_id, clip)
+        try:
+            rng = parse_range(range_header, size)
+        except RangeNotSatisfiable as exc:
+            raise ApiError(416, "Range Not Satisfiable", f"the clip has {size} bytes",
+                           headers={"Content-Range": f"bytes */{size}"}) from exc
+        return _clip_for(request, principal, recording_id, clip,
+                         "media.download" if download else "media.stream",
+                         {"range": f"{rng[0]}-{rng[1]}" if rng else "all"})
+
+    sha, size, filename, _ = await to_thread.run_sync(lookup)
+    rng = parse_range(range_header, size)
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store",
+               "X-Content-Type-Options": "nosniff"}
+    if download:
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(filename)}"
+    media_type = "video/mp4" if filename.lower().endswith(".mp4") else "application/octet-stream"
+    if rng is None:
+        start, end, status = 0, size - 1, 200
+    else:
+        start, end, status = rng[0], rng[1], 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(max(0, end - start + 1))
+    body = runtime.store.read_range(sha, start, end) if size else iter([b""])
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=media_type)
+
+
+def _peek(request: Request, principal: Principal, recording_id: str,
+          clip: int) -> tuple[str, int, str, str | None]:
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        if rec is None:
+            raise ApiError(404, "Not found", "no such recording, or not yours to see")
+        f = queries.clip_of(rec, clip)
+        if f is None:
+            raise ApiError(404, "Not found", f"recording has no clip {clip}")
+        return f.sha256, f.size, f.filename, f.poster_sha256
+
+
+@router.get("/{recording_id}/poster", response_class=Response)
+def poster(recording_id: str, request: Request, principal: Viewer,
+           clip: int = Query(1, ge=1, le=10_000)) -> Response:
+    """A still frame of clip N (JPEG), made by the probe job."""
+    runtime = runtime_of(request)
+    _, _, _, poster_sha = _peek(request, principal, recording_id, clip)
+    if poster_sha is None:
+        raise ApiError(404, "Not found", "no poster frame (not probed yet, or unreadable)")
+    _clip_for(request, principal, recording_id, clip, "media.poster", {})
+    data = b"".join(runtime.store.read_range(poster_sha))
+    return Response(data, media_type="image/jpeg",
+                    headers={"Cache-Control": "private, no-store"})

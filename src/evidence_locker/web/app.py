@@ -1,0 +1,109 @@
+"""FastAPI assembly: routers, error handlers, health. The app is built around one Runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from evidence_locker import __version__
+from evidence_locker.catalogue.views import router as recordings_router
+from evidence_locker.db import transaction
+from evidence_locker.ingest.tus import TUS_VERSION, TusError
+from evidence_locker.ingest.views import router as uploads_router
+from evidence_locker.runtime import Runtime
+from evidence_locker.web.pages import router as pages_router
+from evidence_locker.web.problems import ApiError, problem
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
+    """`background` starts the in-process job workers and the audit sequencer (default: from
+    settings.run_workers)."""
+    run_background = runtime.settings.run_workers if background is None else background
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from evidence_locker.audit.chain import Sequencer
+
+        sequencer = None
+        if run_background:
+            runtime.jobs.start_workers(runtime.settings.job_workers)
+            sequencer = Sequencer(runtime.sessions, clock=runtime.clock,
+                                  interval=runtime.settings.sequencer_interval_seconds)
+            sequencer.start()
+        try:
+            yield
+        finally:
+            if sequencer is not None:
+                sequencer.stop()
+            runtime.jobs.stop_workers()
+
+    app = FastAPI(
+        title="Evidence Locker",
+        version=__version__,
+        description="Digital evidence management for police body-worn video.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+
+    @app.exception_handler(TusError)
+    async def tus_error(request: Request, exc: TusError) -> Response:
+        return problem(exc.status, exc.title, exc.detail,
+                       headers={"Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION})
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return problem(exc.status, exc.title, exc.detail, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        return problem(422, "Invalid request", "see errors", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal Server Error", "the error was logged")
+
+    app.include_router(uploads_router)
+    app.include_router(recordings_router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Response:
+        checks: dict[str, str] = {}
+        try:
+            with transaction(runtime.sessions) as session:
+                session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
+            checks["database"] = f"error: {exc.__class__.__name__}"
+        free = runtime.store.free_bytes()
+        checks["storage"] = (
+            "ok" if free is None or free >= runtime.settings.min_free_bytes else "below free-space floor"
+        )
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    return app

@@ -1,0 +1,168 @@
+"""The server-rendered web interface: sign in, list recordings, open one and play it.
+
+Works without a build step or JavaScript framework; forms carry a CSRF token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Form, Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import RedirectResponse, Response
+
+from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
+from evidence_locker.accounts.service import (
+    Passwords,
+    authenticate,
+    create_session,
+    end_session,
+)
+from evidence_locker.audit.service import record
+from evidence_locker.catalogue import queries
+from evidence_locker.db import transaction
+from evidence_locker.web.auth import SESSION_COOKIE, actor_from, client_ip, resolve_principal
+from evidence_locker.web.auth import runtime_of
+from evidence_locker.web.problems import ApiError
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+LOGIN_CSRF_COOKIE = "locker_login_csrf"
+
+
+def _local(value: str | dt.datetime | None, zone: str) -> str:
+    if value is None:
+        return "—"
+    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+templates.env.filters["local"] = _local
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    runtime = runtime_of(request)
+    base = {"force_name": runtime.settings.force_name, "zone": runtime.settings.timezone,
+            "principal": getattr(request.state, "principal", None),
+            "csrf_token": getattr(request.state, "csrf_token", "")}
+    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
+
+
+def _signed_in(request: Request) -> Principal | None:
+    try:
+        return resolve_principal(request)
+    except ApiError:
+        return None
+
+
+def _check_csrf(expected: str, given: str) -> None:
+    if not expected or not hmac.compare_digest(expected, given):
+        raise ApiError(403, "Forbidden", "the form's CSRF token is missing or wrong")
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    token = secrets.token_urlsafe(32)
+    response = _render(request, "login.html", {"login_csrf": token, "error": None})
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                        secure=runtime_of(request).settings.secure_cookies, path="/login")
+    return response
+
+
+@router.post("/login")
+def login(request: Request, username: str = Form(max_length=200),
+          password: str = Form(max_length=1024), csrf: str = Form(max_length=200)) -> Response:
+    runtime = runtime_of(request)
+    _check_csrf(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf)
+    passwords = Passwords.from_settings(runtime.settings)
+    with transaction(runtime.sessions) as session:
+        user = authenticate(session, clock=runtime.clock, passwords=passwords,
+                            username=username, password=password, ip=client_ip(request),
+                            user_agent=request.headers.get("user-agent"))
+        secret = None
+        if user is not None:
+            # A fresh session id at every sign-in: no session fixation.
+            secret, _ = create_session(session, clock=runtime.clock, user=user,
+                                       hours=runtime.settings.session_hours,
+                                       ip=client_ip(request),
+                                       user_agent=request.headers.get("user-agent"))
+    if secret is None:
+        token = secrets.token_urlsafe(32)
+        response = _render(request, "login.html",
+                           {"login_csrf": token, "error": "Sign-in failed."}, status=401)
+        response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                            secure=runtime.settings.secure_cookies, path="/login")
+        return response
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, secret, httponly=True, samesite="lax",
+                        secure=runtime.settings.secure_cookies,
+                        max_age=runtime.settings.session_hours * 3600)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form(max_length=200)) -> Response:
+    runtime = runtime_of(request)
+    if _signed_in(request) is not None:
+        _check_csrf(getattr(request.state, "csrf_token", ""), csrf)
+        with transaction(runtime.sessions) as session:
+            end_session(session, clock=runtime.clock,
+                        secret=request.cookies.get(SESSION_COOKIE, ""),
+                        ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/")
+def recordings_page(request: Request, officer: str | None = None, device: str | None = None,
+                    state: str | None = None, cursor: str | None = None) -> Response:
+    principal = _signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not may_view_footage_at_all(principal):
+        return _render(request, "no_footage.html", {}, status=200)
+    runtime = runtime_of(request)
+    filters = queries.Filters(officer=officer or None, device=device or None,
+                              state=state or None)
+    with transaction(runtime.sessions) as session:
+        try:
+            rows, next_cursor = queries.search(session, principal=principal, filters=filters,
+                                               limit=50, cursor=cursor or None)
+        except queries.QueryError as exc:
+            raise ApiError(400, "Bad request", str(exc)) from exc
+        items = [queries.summary(session, r) for r in rows]
+        record(session, clock=runtime.clock, actor=actor_from(request, principal),
+               action="recording.searched", object_type="recording",
+               details={"filters": {k: v for k, v in vars(filters).items() if v is not None},
+                        "returned": len(items), "via": "web"})
+    return _render(request, "recordings.html", {
+        "items": items, "next_cursor": next_cursor,
+        "filters": {"officer": officer or "", "device": device or "", "state": state or ""},
+    })
+
+
+@router.get("/recordings/{recording_id}")
+def recording_page(recording_id: str, request: Request, clip: int = 1) -> Response:
+    principal = _signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not may_view_footage_at_all(principal):
+        return _render(request, "no_footage.html", {}, status=403)
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        if rec is None:
+            return _render(request, "not_found.html", {}, status=404)
+        body = queries.describe(session, rec)
+        record(session, clock=runtime.clock, actor=actor_from(request, principal),
+               action="recording.viewed", object_type="recording", object_id=str(rec.id),
+               details={"via": "web"})
+    clips = [f for f in body["files"] if f["kind"] == "clip"]
+    return _render(request, "recording.html", {"r": body, "clips": clips, "clip": clip})

@@ -1,0 +1,187 @@
+"""Shared fixtures: a real SQLite database and blob store per test, the real app, real servers."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from evidence_locker.accounts.service import Passwords, create_api_token, create_user
+from evidence_locker.audit.service import Actor
+from evidence_locker.clock import FixedClock
+from evidence_locker.config import Settings
+from evidence_locker.db import transaction, upgrade
+from evidence_locker.fleet import service as fleet
+from evidence_locker.runtime import Runtime, build_runtime
+from evidence_locker.web.app import create_app
+
+TEST_ACTOR = Actor(type="system", name="test")
+CHEAP = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
+
+
+def test_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"data_dir": data_dir, "min_free_bytes": 0, "run_workers": False,
+                                 **CHEAP}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+class MovingClock(FixedClock):
+    """Starts at the real now; tests may advance it."""
+
+    def __init__(self) -> None:
+        super().__init__(dt.datetime.now(dt.UTC))
+
+
+@pytest.fixture
+def clock() -> MovingClock:
+    return MovingClock()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, clock: MovingClock) -> Iterator[Runtime]:
+    settings = test_settings(tmp_path / "var")
+    upgrade(settings.resolved_database_url)
+    rt = build_runtime(settings, clock=clock)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime, background=False)) as c:
+        yield c
+
+
+@dataclass
+class Force:
+    dock_token: str
+    other_dock_token: str
+    tokens: dict[str, str]  # username -> api token
+    passwords: dict[str, str]
+
+
+@pytest.fixture
+def force(runtime: Runtime) -> Force:
+    """Two units under one command, three officers with cameras, users of several roles."""
+    pw = Passwords(1, 1024)
+    clock = runtime.clock
+    tokens: dict[str, str] = {}
+    passwords: dict[str, str] = {}
+    with transaction(runtime.sessions) as s:
+        fleet.create_unit(s, code="F", name="Force", kind="force", clock=clock, actor=TEST_ACTOR)
+        fleet.create_unit(s, code="C1", name="Command 1", kind="command", parent_code="F",
+                          clock=clock, actor=TEST_ACTOR)
+        fleet.create_unit(s, code="U1", name="Unit 1", kind="unit", parent_code="C1",
+                          clock=clock, actor=TEST_ACTOR)
+        fleet.create_unit(s, code="U2", name="Unit 2", kind="unit", parent_code="F",
+                          clock=clock, actor=TEST_ACTOR)
+        for collar, unit, serial in (("1001", "U1", "CAM-1"), ("1002", "U1", "CAM-2"),
+                                     ("2001", "U2", "CAM-3")):
+            fleet.create_officer(s, collar=collar, name=f"PC {collar}", unit_code=unit,
+                                 clock=clock, actor=TEST_ACTOR)
+            fleet.create_device(s, serial=serial, model="EL-SIM-1", issued_to_collar=collar,
+                                clock=clock, actor=TEST_ACTOR)
+        _, dock_token = fleet.register_dock(s, clock=clock, actor=TEST_ACTOR, name="dock-1")
+        _, other = fleet.register_dock(s, clock=clock, actor=TEST_ACTOR, name="dock-2")
+        for username, role, unit, officer in (
+            ("officer1", "officer", None, "1001"),
+            ("officer2", "officer", None, "2001"),
+            ("sergeant1", "supervisor", "U1", None),
+            ("evidence1", "evidence-officer", "C1", None),
+            ("standards", "professional-standards", "F", None),
+            ("admin", "system-administrator", None, None),
+            ("auditor", "auditor", None, None),
+            ("fleetadmin", "fleet-administrator", None, None),
+        ):
+            user, password = create_user(s, clock=clock, actor=TEST_ACTOR, passwords=pw,
+                                         username=username, role=role, unit_code=unit,
+                                         officer_collar=officer)
+            assert password
+            passwords[username] = password
+            tokens[username] = create_api_token(s, clock=clock, actor=TEST_ACTOR, user=user,
+                                                scopes={"api"})
+    return Force(dock_token, other, tokens, passwords)
+
+
+def b64(value: str | bytes) -> str:
+    raw = value.encode() if isinstance(value, str) else value
+    return base64.b64encode(raw).decode()
+
+
+def metadata(**values: str) -> str:
+    return ",".join(f"{k} {b64(v)}" for k, v in values.items())
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """`locker serve` in a real process, which tests may kill and start again."""
+
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "LOCKER_DATA_DIR": str(data_dir), "LOCKER_MIN_FREE_BYTES": "0",
+                    "LOCKER_ARGON2_TIME_COST": "1", "LOCKER_ARGON2_MEMORY_COST": "1024",
+                    **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"server-{port}.log"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "evidence_locker", "serve", "--port", str(self.port)],
+            env=self.env, stdout=logf, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def locker(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "evidence_locker", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
