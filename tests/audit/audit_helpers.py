@@ -1,0 +1,101 @@
+"""Helpers for the audit tests: a database handle that can write, link, verify and tamper.
+
+A uniquely named module (not conftest) so that test modules can import it whatever order
+pytest loads the conftest files of other test directories in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Table, delete, event, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from evidence_locker import db
+from evidence_locker.audit.chain import ChainReport, sequence_pending, verify_chain
+from evidence_locker.audit.models import AuditEvent
+from evidence_locker.audit.service import Actor, record
+from evidence_locker.clock import FixedClock
+
+T0 = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC)
+TABLE: Table = AuditEvent.__table__  # type: ignore[assignment]
+TRIGGERS = ("audit_events_no_update", "audit_events_no_delete")
+
+
+@dataclass
+class AuditDb:
+    """One database with the helpers the tests need: write, link, verify and tamper."""
+
+    url: str
+    engine: Engine
+    factory: sessionmaker[Session]
+    clock: FixedClock
+
+    def record(self, count: int = 1, **fields: Any) -> list[int]:
+        """Write `count` events in one transaction; return their ids."""
+        fields.setdefault("action", "recording.viewed")
+        actor = fields.pop("actor", Actor(type="user", id="u1", name="PC Example", ip="10.0.0.1"))
+        with db.transaction(self.factory) as session:
+            events = [
+                record(session, clock=self.clock, actor=actor, **fields) for _ in range(count)
+            ]
+            session.flush()
+            ids = [e.id for e in events]
+        self.clock.advance(dt.timedelta(seconds=1))
+        return ids
+
+    def sequence(self, batch: int = 1000) -> int:
+        return sequence_pending(self.factory, clock=self.clock, batch=batch)
+
+    def verify(self, batch: int = 5000) -> ChainReport:
+        with self.factory() as session:
+            return verify_chain(session, batch=batch)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every row, linked ones in seq order first, then pending ones by id."""
+        with self.engine.connect() as conn:
+            result = conn.execute(
+                TABLE.select().order_by(TABLE.c.seq.is_(None), TABLE.c.seq, TABLE.c.id)
+            )
+            return [dict(r._mapping) for r in result]
+
+    def by_seq(self, seq: int) -> dict[str, Any]:
+        return next(r for r in self.rows() if r["seq"] == seq)
+
+    # --- the attacker: someone with database admin rights ------------------------------------
+
+    def drop_triggers(self) -> None:
+        with self.engine.begin() as conn:
+            for name in TRIGGERS:
+                conn.execute(text(f"DROP TRIGGER {name}"))
+
+    def tamper(self, event_id: int, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(TABLE).where(TABLE.c.id == event_id).values(**values))
+
+    def remove(self, event_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(TABLE).where(TABLE.c.id == event_id))
+
+    def insert_raw(self, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(TABLE.insert().values(**values))
+
+
+@contextmanager
+def open_audit_db(url: str) -> Iterator[AuditDb]:
+    engine = db.make_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _fast(dbapi_conn: Any, _record: Any) -> None:
+        # Test speed only: a temporary database need not survive power loss.
+        dbapi_conn.execute("PRAGMA synchronous=OFF")
+
+    try:
+        yield AuditDb(url, engine, db.make_session_factory(engine), FixedClock(T0))
+    finally:
+        engine.dispose()
