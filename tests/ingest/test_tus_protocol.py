@@ -306,9 +306,11 @@ def test_unknown_device_is_accepted_and_marked(client, runtime, force) -> None:
     assert "device.discovered" in actions(runtime)
 
 
-def test_empty_file_is_accepted(client, runtime, force) -> None:
-    url = create(client, force.dock_token, b"")
-    r = patch(client, force.dock_token, url, 0, b"")
-    assert r.status_code == 204
+def test_empty_file_is_complete_on_creation(client, runtime, force) -> None:
+    r = client.post("/api/v1/uploads/", headers={
+        **auth(force.dock_token), "Upload-Length": "0", "Upload-Metadata": meta_header(b"")})
+    assert r.status_code == 201
+    assert r.headers["upload-offset"] == "0"
     assert r.headers["locker-outcome"] == "stored"
-    assert runtime.store.exists(hashlib.sha256(b"").hexdigest())
+    head = client.head(r.headers["location"], headers=auth(force.dock_token))
+    assert head.status_code == 200 and head.headers["upload-offset"] == "0"

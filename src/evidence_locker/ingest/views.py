@@ -83,7 +83,8 @@ async def create(request: Request) -> Response:
     location = str(request.url_for("upload", upload_id=upload.id))
     headers = tus_headers(Location=location, **{"Upload-Expires": http_date(upload.expires_at)})
     has_body = request.headers.get("content-type", "").startswith(OFFSET_CONTENT_TYPE)
-    if has_body and (request.headers.get("content-length") or "0") != "0":
+    # An empty file is complete on creation (tus clients send no PATCH for it).
+    if length == 0 or (has_body and (request.headers.get("content-length") or "0") != "0"):
         response = await _receive(request, principal=principal, upload_id=upload.id, offset=0)
         response.status_code = 201 if response.status_code == 204 else response.status_code
         response.headers.update(headers)

@@ -36,8 +36,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         end = int(end_s) if end_s else size - 1
     except ValueError:
         return None
-    if end < start:
-        return None
     if start >= size:
         raise RangeNotSatisfiable(first)
+    if end < start:
+        return None
     return start, min(end, size - 1)
