@@ -136,7 +136,8 @@ def demo(
     cameras: Annotated[int, typer.Option(help="demo cameras to simulate", min=1, max=3)] = 3,
     recordings: Annotated[int, typer.Option(help="recordings per camera", min=1, max=20)] = 2,
 ) -> None:
-    """Set up a demo force, simulate a shift's footage, serve, and dock it through the real ingest."""
+    """Set up a demo force, simulate a shift's footage, serve, and dock it through the real
+    ingest."""
     from evidence_locker.accounts.service import Passwords
     from evidence_locker.clock import SystemClock
     from evidence_locker.db import make_engine, make_session_factory, transaction, upgrade

@@ -61,12 +61,12 @@ def seed(session: Session, *, clock: Clock, passwords: accounts.Passwords,
                                 firmware="1.4.2", issued_to_collar=collar, clock=clock,
                                 actor=ACTOR)
     accounts_out = []
-    for username, role, unit, officer, note in USERS:
+    for username, role, user_unit, officer, note in USERS:
         password = accounts.generate_password()
         user = accounts.user_by_username(session, username)
         if user is None:
             accounts.create_user(session, clock=clock, actor=ACTOR, passwords=passwords,
-                                 username=username, role=role, unit_code=unit,
+                                 username=username, role=role, unit_code=user_unit,
                                  officer_collar=officer, password=password)
         else:
             accounts.set_password(session, clock=clock, actor=ACTOR, passwords=passwords,

@@ -70,5 +70,6 @@ def may_view_recording(p: Principal, r: RecordingScope) -> bool:
 
 
 def needs_justification(p: Principal, r: RecordingScope) -> bool:
-    """Viewing someone else's footage asks for a purpose and reason (enforced by the access issue)."""
+    """Viewing someone else's footage asks for a purpose and a reason (the access issue
+    enforces it)."""
     return not (p.officer_id is not None and r.officer_id == p.officer_id)

@@ -217,7 +217,8 @@ def apply_sidecar(
     sc = parsed
     problems = []
     if sc.device.serial != rec.device_serial:
-        problems.append(f"sidecar names device {sc.device.serial}, upload named {rec.device_serial}")
+        problems.append(
+            f"sidecar names device {sc.device.serial}, upload named {rec.device_serial}")
     if sc.recording_id != rec.camera_recording_id:
         problems.append(f"sidecar names recording {sc.recording_id}")
     for p in problems:

@@ -152,7 +152,8 @@ def upload_camera_folder(client: TusClient, folder: Path,
             continue
         sc = Sidecar.model_validate_json(sidecar_path.read_bytes())
         base = {"device": sc.device.serial, "recording": sc.recording_id}
-        items = [(folder / f.filename, f.kind, f.index) for f in sc.files]
+        items: list[tuple[Path, str, int]] = [
+            (folder / f.filename, f.kind, f.index) for f in sc.files]
         items.append((sidecar_path, "sidecar", 1))
         for path, kind, index in items:
             up = client.upload_file(path, {**base, "kind": kind, "index": str(index),

@@ -263,7 +263,8 @@ class Receiver:
             self.chunk_hasher = self.checksum.new_hasher() if self.checksum else None
         except PartialNotFound as exc:
             self.close()
-            raise TusError(409, "Upload finishing", "the upload is being finished; HEAD it") from exc
+            raise TusError(409, "Upload finishing",
+                           "the upload is being finished; HEAD it") from exc
         except BaseException:
             self.close()
             raise
@@ -271,7 +272,7 @@ class Receiver:
     def room(self) -> int:
         return self.length - self.start - self.received
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes) -> None:
         assert self.partial is not None
         if len(data) > self.room():
             raise TusError(413, "Body too large", "the body exceeds Upload-Length")

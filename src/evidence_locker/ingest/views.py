@@ -179,6 +179,7 @@ async def _receive(request: Request, *, principal: Principal, upload_id: str,
     if isinstance(outcome, service.Rejected):
         return problem(460, "Checksum Mismatch", outcome.reason, headers=tus_headers())
     if isinstance(outcome, service.Stored | service.Duplicate):
-        headers["Locker-Outcome"] = "duplicate" if isinstance(outcome, service.Duplicate) else "stored"
+        duplicate = isinstance(outcome, service.Duplicate)
+        headers["Locker-Outcome"] = "duplicate" if duplicate else "stored"
         headers["Locker-Recording"] = outcome.recording_id
     return Response(status_code=204, headers=headers)

@@ -75,7 +75,7 @@ class Jobs:
             self._consumer = None
 
 
-class _ThreadConsumer(Consumer):  # type: ignore[misc]
+class _ThreadConsumer(Consumer):
     """huey's consumer without its signal handlers: the web server owns the signals."""
 
     def _set_signal_handlers(self) -> None:

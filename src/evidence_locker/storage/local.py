@@ -1,4 +1,5 @@
-"""Media on the local filesystem: write to a partial, fsync, rename into place, fsync the directory."""
+"""Media on the local filesystem: write to a partial, fsync, rename into place, fsync the
+directory."""
 
 from __future__ import annotations
 

@@ -99,9 +99,8 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
             checks["database"] = f"error: {exc.__class__.__name__}"
         free = runtime.store.free_bytes()
-        checks["storage"] = (
-            "ok" if free is None or free >= runtime.settings.min_free_bytes else "below free-space floor"
-        )
+        enough = free is None or free >= runtime.settings.min_free_bytes
+        checks["storage"] = "ok" if enough else "below free-space floor"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
                             status_code=200 if ok else 503)

@@ -26,8 +26,13 @@ from evidence_locker.accounts.service import (
 from evidence_locker.audit.service import record
 from evidence_locker.catalogue import queries
 from evidence_locker.db import transaction
-from evidence_locker.web.auth import SESSION_COOKIE, actor_from, client_ip, resolve_principal
-from evidence_locker.web.auth import runtime_of
+from evidence_locker.web.auth import (
+    SESSION_COOKIE,
+    actor_from,
+    client_ip,
+    resolve_principal,
+    runtime_of,
+)
 from evidence_locker.web.problems import ApiError
 
 router = APIRouter(include_in_schema=False)
