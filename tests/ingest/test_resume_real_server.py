@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tus_helpers import auth, b64
 from tusclient import client as tus_client
 from tusclient.storage.filestorage import FileStorage
-from tus_helpers import auth, b64
 
 from conftest import LiveServer, free_port, locker
 

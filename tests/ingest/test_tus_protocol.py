@@ -6,8 +6,8 @@ import datetime as dt
 import hashlib
 
 from fastapi.testclient import TestClient
-from tus_helpers import OCTETS, TUS, auth, b64, checksum, create, meta_header, patch, upload
 from sqlalchemy import func, select
+from tus_helpers import OCTETS, TUS, auth, b64, checksum, create, meta_header, patch, upload
 
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.catalogue.models import Blob, Recording, RecordingFile
