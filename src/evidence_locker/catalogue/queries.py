@@ -13,7 +13,13 @@ from typing import Any
 from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from evidence_locker.accounts.roles import Principal, RecordingScope, Role, may_view_recording
+from evidence_locker.accounts.roles import (
+    Principal,
+    RecordingScope,
+    Role,
+    may_view_footage_at_all,
+    may_view_recording,
+)
 from evidence_locker.catalogue.models import Recording, RecordingFile
 from evidence_locker.catalogue.rules import missing_files
 from evidence_locker.catalogue.service import expected_slots, present_slots
@@ -28,8 +34,8 @@ class QueryError(ValueError):
 
 def visible(stmt: Select[Any], p: Principal) -> Select[Any]:
     """The rule of `roles.may_view_recording`, as a WHERE clause."""
-    if p.role is None or p.role in (Role.FLEET_ADMINISTRATOR, Role.AUDITOR,
-                                    Role.SYSTEM_ADMINISTRATOR, Role.WATCHDOG, Role.PROSECUTOR):
+    if not may_view_footage_at_all(p) or p.role in (Role.WATCHDOG, Role.PROSECUTOR):
+        # Watchdogs and prosecutors see only what is granted or shared (later issues).
         return stmt.where(false())
     if p.role == Role.PROFESSIONAL_STANDARDS:
         return stmt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -82,8 +83,18 @@ def get_recording(recording_id: str, request: Request, principal: Viewer) -> dic
     return body
 
 
-def _clip_for(request: Request, principal: Principal, recording_id: str, clip: int,
-              action: str, extra: dict[str, Any]) -> tuple[str, int, str, str | None]:
+@dataclass(frozen=True)
+class ClipRef:
+    sha256: str
+    size: int
+    filename: str
+    poster_sha256: str | None
+
+
+def _find_clip(request: Request, principal: Principal, recording_id: str, clip: int,
+               audit_action: str | None = None, details: dict[str, Any] | None = None) -> ClipRef:
+    """Clip N of a recording the caller may see; with `audit_action`, the read is recorded in
+    the same transaction."""
     runtime = runtime_of(request)
     with transaction(runtime.sessions) as session:
         rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
@@ -92,10 +103,12 @@ def _clip_for(request: Request, principal: Principal, recording_id: str, clip: i
         f = queries.clip_of(rec, clip)
         if f is None:
             raise ApiError(404, "Not found", f"recording has no clip {clip}")
-        record(session, clock=runtime.clock, actor=actor_from(request, principal),
-               action=action, object_type="recording", object_id=str(rec.id),
-               details={"file_id": f.id, "clip": clip, "sha256": f.sha256, **extra})
-        return f.sha256, f.size, f.filename, f.poster_sha256
+        if audit_action is not None:
+            record(session, clock=runtime.clock, actor=actor_from(request, principal),
+                   action=audit_action, object_type="recording", object_id=str(rec.id),
+                   details={"file_id": f.id, "clip": clip, "sha256": f.sha256,
+                            **(details or {})})
+        return ClipRef(f.sha256, f.size, f.filename, f.poster_sha256)
 
 
 @router.get("/{recording_id}/media", response_class=StreamingResponse)
@@ -110,20 +123,21 @@ async def media(
     principal = await to_thread.run_sync(footage_viewer, request)
     range_header = request.headers.get("range")
 
-    def lookup() -> tuple[str, int, str, str | None]:
-        # Validate the range before auditing, so a refused request is not logged as a read.
-        sha, size, name, poster = _peek(request, principal, recording_id, clip)
+    def lookup() -> tuple[ClipRef, tuple[int, int] | None]:
+        # Check the range before recording the read, so a refused request is not a read.
+        size = _find_clip(request, principal, recording_id, clip).size
         try:
             rng = parse_range(range_header, size)
         except RangeNotSatisfiable as exc:
             raise ApiError(416, "Range Not Satisfiable", f"the clip has {size} bytes",
                            headers={"Content-Range": f"bytes */{size}"}) from exc
-        return _clip_for(request, principal, recording_id, clip,
+        ref = _find_clip(request, principal, recording_id, clip,
                          "media.download" if download else "media.stream",
                          {"range": f"{rng[0]}-{rng[1]}" if rng else "all"})
+        return ref, rng
 
-    sha, size, filename, _ = await to_thread.run_sync(lookup)
-    rng = parse_range(range_header, size)
+    ref, rng = await to_thread.run_sync(lookup)
+    size, filename = ref.size, ref.filename
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store",
                "X-Content-Type-Options": "nosniff"}
     if download:
@@ -135,21 +149,8 @@ async def media(
         start, end, status = rng[0], rng[1], 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(max(0, end - start + 1))
-    body = runtime.store.read_range(sha, start, end) if size else iter([b""])
+    body = runtime.store.read_range(ref.sha256, start, end) if size else iter([b""])
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media_type)
-
-
-def _peek(request: Request, principal: Principal, recording_id: str,
-          clip: int) -> tuple[str, int, str, str | None]:
-    runtime = runtime_of(request)
-    with transaction(runtime.sessions) as session:
-        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
-        if rec is None:
-            raise ApiError(404, "Not found", "no such recording, or not yours to see")
-        f = queries.clip_of(rec, clip)
-        if f is None:
-            raise ApiError(404, "Not found", f"recording has no clip {clip}")
-        return f.sha256, f.size, f.filename, f.poster_sha256
 
 
 @router.get("/{recording_id}/poster", response_class=Response)
@@ -157,10 +158,10 @@ def poster(recording_id: str, request: Request, principal: Viewer,
            clip: int = Query(1, ge=1, le=10_000)) -> Response:
     """A still frame of clip N (JPEG), made by the probe job."""
     runtime = runtime_of(request)
-    _, _, _, poster_sha = _peek(request, principal, recording_id, clip)
-    if poster_sha is None:
+    if _find_clip(request, principal, recording_id, clip).poster_sha256 is None:
         raise ApiError(404, "Not found", "no poster frame (not probed yet, or unreadable)")
-    _clip_for(request, principal, recording_id, clip, "media.poster", {})
-    data = b"".join(runtime.store.read_range(poster_sha))
+    ref = _find_clip(request, principal, recording_id, clip, "media.poster")
+    assert ref.poster_sha256 is not None
+    data = b"".join(runtime.store.read_range(ref.poster_sha256))
     return Response(data, media_type="image/jpeg",
                     headers={"Cache-Control": "private, no-store"})
