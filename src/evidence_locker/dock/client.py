@@ -24,6 +24,11 @@ class UploadFailed(Exception):
     """The server refused the file for good (4xx other than a retryable one)."""
 
 
+class UploadGone(UploadFailed):
+    """The server no longer holds this upload (expired, terminated, or refused at the end
+    because the bytes it got did not match the declared SHA-256): start a new one."""
+
+
 @dataclass(frozen=True)
 class Uploaded:
     url: str
@@ -52,15 +57,15 @@ RETRYABLE = {408, 423, 429, 500, 502, 503, 504, 507}
 class TusClient:
     def __init__(self, base_url: str, token: str, *, chunk_size: int = 8 * 1024 * 1024,
                  verify: bool | str = True, timeout: float = 60.0, max_attempts: int = 8,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 http: httpx.Client | None = None) -> None:
         self.endpoint = base_url.rstrip("/") + "/api/v1/uploads/"
         self.chunk_size = chunk_size
         self.max_attempts = max_attempts
         self._sleep = sleep
-        self.http = httpx.Client(
-            headers={"Authorization": f"Bearer {token}", "Tus-Resumable": TUS_VERSION},
-            verify=verify, timeout=timeout,
-        )
+        self.http = http or httpx.Client(verify=verify, timeout=timeout)
+        self.http.headers.update(
+            {"Authorization": f"Bearer {token}", "Tus-Resumable": TUS_VERSION})
 
     def close(self) -> None:
         self.http.close()
@@ -83,6 +88,8 @@ class TusClient:
 
     def offset(self, url: str) -> int:
         r = self.http.head(url)
+        if r.status_code in (404, 410):
+            raise UploadGone(f"HEAD {url}: {r.status_code}")
         if r.status_code != 200:
             raise UploadFailed(f"HEAD {url}: {r.status_code}")
         return int(r.headers["upload-offset"])
@@ -91,14 +98,27 @@ class TusClient:
                     on_url: Callable[[str], None] | None = None,
                     progress: Callable[[int, int], None] | None = None) -> Uploaded:
         """Upload `path`, resuming `url` if given. `metadata` must not hold sha256: it is
-        computed here from the file itself."""
+        computed here from the file itself. An upload the server no longer holds is started
+        again (a few times at most)."""
         sha256 = file_sha256(path)
-        length = path.stat().st_size
         meta = {**metadata, "sha256": sha256}
-        if url is None:
-            url = self.create(length=length, metadata=meta)
-            if on_url:
-                on_url(url)
+        for fresh_start in range(3):
+            if url is None:
+                url = self.create(length=path.stat().st_size, metadata=meta)
+                if on_url:
+                    on_url(url)
+            try:
+                return self._send(path, url, sha256, progress)
+            except UploadGone:
+                if fresh_start == 2:
+                    raise
+                log.warning("%s: the server dropped upload %s; starting again", path.name, url)
+                url = None
+        raise AssertionError("unreachable")
+
+    def _send(self, path: Path, url: str, sha256: str,
+              progress: Callable[[int, int], None] | None) -> Uploaded:
+        length = path.stat().st_size
         attempt = 0
         offset = 0
         with open(path, "rb") as fh:
