@@ -169,3 +169,26 @@ def test_server_killed_mid_patch_acknowledges_only_durable_bytes(server: LiveSer
     r = _finish(url, dock_token, data)
     assert r.status_code == 204
     assert _stored_bytes(server, user_token, hashlib.sha256(data).hexdigest()) == data
+
+
+def test_locker_upload_sends_a_simulated_camera(server: LiveServer, tmp_path: Path) -> None:
+    dock_token, user_token = _tokens(server)
+    cam = tmp_path / "cam"
+    made = locker("simulate", "camera", "--serial", "BWV-7", "--officer", "4521", "--out",
+                  str(cam), "--recordings", "2", "--seconds", "2", "--resolution", "160x90",
+                  env=server.env)
+    assert made.returncode == 0, made.stderr
+    token_file = tmp_path / "token"
+    token_file.write_text(dock_token + "\n")
+    sent = locker("upload", str(cam), "--server", server.url, "--token-file", str(token_file),
+                  env=server.env)
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.count(": stored") == len(list(cam.iterdir()))
+    listed = httpx.get(f"{server.url}/api/v1/recordings", params={"device": "BWV-7"},
+                       headers={"Authorization": f"Bearer {user_token}"}).json()["items"]
+    assert len(listed) == 2
+    assert {i["state"] for i in listed} == {"complete"}
+    bad = locker("upload", str(cam), "--server", server.url, "--token", "elk_forged",
+                 env=server.env)
+    assert bad.returncode == 1
+    assert "401" in bad.stderr

@@ -34,3 +34,6 @@ class Upload(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     file_id: Mapped[int | None] = mapped_column(ForeignKey("recording_files.id"))
+    # One writer at a time, across processes and nodes: `host:pid:nonce` and until when.
+    lease_owner: Mapped[str | None] = mapped_column(String(160))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

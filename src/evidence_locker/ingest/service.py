@@ -28,6 +28,7 @@ from evidence_locker.accounts.roles import Principal
 from evidence_locker.audit.service import Actor, record
 from evidence_locker.catalogue.service import attach_file
 from evidence_locker.db import transaction
+from evidence_locker.ingest.lease import Lease, leased
 from evidence_locker.ingest.models import Upload
 from evidence_locker.ingest.tus import Checksum, FileMetadata, TusError, parse_file_metadata
 from evidence_locker.runtime import Runtime
@@ -183,7 +184,8 @@ def terminate_upload(runtime: Runtime, *, principal: Principal, actor: Actor,
     if upload.state in DONE:
         raise TusError(409, "Upload complete",
                        "a completed upload is stored evidence and is not deleted through tus")
-    with _partial(runtime, upload_id), transaction(runtime.sessions) as session:
+    with leased(runtime, upload_id), _partial(runtime, upload_id), \
+            transaction(runtime.sessions) as session:
         row = session.get(Upload, upload_id)
         assert row is not None
         if row.state != LIVE:
@@ -226,6 +228,7 @@ class Receiver:
         self.checksum = checksum
         self.content_length = content_length
         self._stack = ExitStack()
+        self.lease: Lease | None = None
         self.partial: PartialBlob | None = None
         self.start = 0
         self.length = 0
@@ -245,6 +248,7 @@ class Receiver:
             raise TusError(413, "Body too large", "the body would exceed Upload-Length")
         check_space(self.runtime)
         try:
+            self.lease = self._stack.enter_context(leased(self.runtime, self.upload_id))
             self.partial = self._stack.enter_context(_partial(self.runtime, self.upload_id))
             # Re-read under the lock: another process may have written since.
             upload = get_upload(self.runtime, principal=self.principal, upload_id=self.upload_id)
@@ -276,6 +280,8 @@ class Receiver:
         assert self.partial is not None
         if len(data) > self.room():
             raise TusError(413, "Body too large", "the body exceeds Upload-Length")
+        if self.lease is not None:
+            self.lease.renew_if_due()
         self.hasher.update(data)
         if self.chunk_hasher is not None:
             self.chunk_hasher.update(data)
@@ -333,6 +339,7 @@ class Receiver:
     def close(self) -> None:
         self._stack.close()
         self.partial = None
+        self.lease = None
 
 
 # --- finishing -----------------------------------------------------------------------------
@@ -340,12 +347,14 @@ class Receiver:
 
 def finish_upload(runtime: Runtime, *, upload_id: str, actor: Actor) -> Finished:
     """Finish an upload whose every byte is durable (after a crash, from HEAD or a sweep)."""
-    try:
-        with _partial(runtime, upload_id) as partial:
+    with leased(runtime, upload_id):
+        try:
+            with _partial(runtime, upload_id) as partial:
+                return _finish(runtime, upload_id=upload_id, actor=actor, hasher=None,
+                               partial=partial)
+        except PartialNotFound:
             return _finish(runtime, upload_id=upload_id, actor=actor, hasher=None,
-                           partial=partial)
-    except PartialNotFound:
-        return _finish(runtime, upload_id=upload_id, actor=actor, hasher=None, partial=None)
+                           partial=None)
 
 
 def _finish(runtime: Runtime, *, upload_id: str, actor: Actor, hasher: Any | None,
@@ -452,7 +461,8 @@ def expire_uploads(runtime: Runtime, *, batch: int = 500) -> int:
         ).all()
     for upload_id in ids:
         try:
-            with _partial(runtime, upload_id), transaction(runtime.sessions) as session:
+            with leased(runtime, upload_id), _partial(runtime, upload_id), \
+                    transaction(runtime.sessions) as session:
                 row = session.get(Upload, upload_id)
                 if row is None or row.state != LIVE:
                     continue
