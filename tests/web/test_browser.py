@@ -1,0 +1,216 @@
+"""The minimal web interface in a real Chromium against a real `locker serve`: sign in, list
+recordings, open one and play it; roles that see no footage; sign out; the audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from evidence_locker.demo import OFFICERS
+
+if TYPE_CHECKING:
+    from conftest import Site  # tests/web/conftest.py
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+OFFICER_NAME = {collar: name for collar, name, *_ in OFFICERS}
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def session_cookie(page: Page) -> str | None:
+    found = [c["value"] for c in page.context.cookies() if c["name"] == "locker_session"]
+    return found[0] if found else None
+
+
+def video_state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate("""() => {
+        const v = document.getElementById('player');
+        return {readyState: v.readyState, duration: v.duration, videoWidth: v.videoWidth,
+                videoHeight: v.videoHeight, currentTime: v.currentTime, paused: v.paused,
+                error: v.error && `${v.error.code} ${v.error.message}`, src: v.currentSrc,
+                poster: v.poster};
+    }""")
+    return state
+
+
+def audit_rows(site: Site, action: str, actor: str) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(site.db_path, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(
+            "SELECT * FROM audit_events WHERE action = ? AND actor_name = ? ORDER BY id",
+            (action, actor)).fetchall()
+    finally:
+        conn.close()
+
+
+def test_chromium_is_installed() -> None:
+    """In CI a missing browser is a failure, never a silent skip (the fixtures say so too)."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        reason = f"{chromium} is missing (apt-get install chromium); the browser tests need it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def test_signed_out_visitor_is_sent_to_login(page: Page, site: Site) -> None:
+    page.goto("/")
+    expect(page).to_have_url(f"{site.url}/login")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+    page.goto(f"/recordings/{site.recording_id}")
+    expect(page).to_have_url(f"{site.url}/login")
+    expect(page.locator("video")).to_have_count(0)
+
+    media = page.request.get(f"/api/v1/recordings/{site.recording_id}/media")
+    assert media.status == 401
+
+
+def test_wrong_password_is_refused_and_stays_on_login(page: Page, site: Site) -> None:
+    sign_in(page, "evidence", site.passwords["evidence"] + "-wrong")
+
+    expect(page.get_by_role("alert")).to_have_text("Sign-in failed.")
+    expect(page).to_have_url(f"{site.url}/login")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert session_cookie(page) is None
+    page.goto("/")
+    expect(page).to_have_url(f"{site.url}/login")
+
+
+def test_evidence_officer_lists_opens_plays_and_signs_out(page: Page, site: Site) -> None:
+    # Sign in: straight to the recordings list.
+    sign_in(page, "evidence", site.passwords["evidence"])
+    expect(page).to_have_url(f"{site.url}/")
+    expect(page.get_by_role("heading", name="Recordings")).to_be_visible()
+    expect(page.locator("header .who")).to_have_text("evidence (evidence-officer)")
+
+    # The docked recording is listed with its officer.
+    rows = page.locator("table.recordings tr.recording")
+    expect(rows).to_have_count(1)
+    row = rows.filter(has=page.locator(f'[href="/recordings/{site.recording_id}"]'))
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(f"{OFFICER_NAME[site.collar]} ({site.collar})")
+    expect(row).to_contain_text(site.serial)
+    expect(row.locator("td.state")).to_have_text("complete")
+
+    # Open it.
+    row.get_by_role("link").click()
+    expect(page).to_have_url(f"{site.url}/recordings/{site.recording_id}")
+    heading = page.get_by_role("heading", name=f"Recording {site.camera_recording_id}")
+    expect(heading).to_be_visible()
+
+    # The player loads the clip's metadata...
+    player = page.locator("video#player")
+    expect(player).to_have_count(1)
+    page.wait_for_function(
+        "() => { const v = document.getElementById('player');"
+        " return v.readyState >= 1 || v.error !== null; }")
+    state = video_state(page)
+    assert state["error"] is None, state
+    assert state["duration"] == pytest.approx(site.clip_seconds, abs=0.25), state
+    assert (state["videoWidth"], state["videoHeight"]) == (site.width, site.height), state
+    assert state["src"].endswith(f"/api/v1/recordings/{site.recording_id}/media?clip=1"), state
+
+    # ... its poster frame is a real image ...
+    poster: dict[str, Any] = page.evaluate("""async () => {
+        const img = new Image();
+        img.src = document.getElementById('player').poster;
+        await img.decode();
+        return {width: img.naturalWidth, height: img.naturalHeight};
+    }""")
+    assert poster["width"] > 0 and poster["height"] > 0, poster
+
+    # ... the media URL serves the original bytes by Range, as the player asks for them ...
+    clip_bytes = site.clip.read_bytes()
+    fetched: dict[str, Any] = page.evaluate("""async (src) => {
+        const r = await fetch(src, {headers: {Range: 'bytes=0-1023'}});
+        const body = new Uint8Array(await r.arrayBuffer());
+        return {status: r.status, range: r.headers.get('content-range'),
+                type: r.headers.get('content-type'), body: Array.from(body)};
+    }""", state["src"])
+    assert fetched["status"] == 206
+    assert fetched["range"] == f"bytes 0-1023/{len(clip_bytes)}"
+    assert fetched["type"] == "video/mp4"
+    assert bytes(fetched["body"]) == clip_bytes[:1024]
+
+    # ... and playing it (a click on the video, as a user would) advances the playhead.
+    player.click()
+    page.wait_for_function("() => document.getElementById('player').currentTime > 0.5")
+    state = video_state(page)
+    assert state["error"] is None and not state["paused"], state
+    page.evaluate("() => document.getElementById('player').pause()")
+
+    # The file table shows each docked file's SHA-256, matching what the camera wrote.
+    on_disk = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+               for p in site.camera_dir.iterdir()}
+    file_rows = page.locator("table.files tbody tr")
+    expect(file_rows).to_have_count(len(on_disk))
+    shown = {}
+    for i in range(file_rows.count()):
+        cells = file_rows.nth(i).locator("td")
+        shown[cells.nth(2).inner_text()] = cells.nth(4).inner_text()
+    assert shown == on_disk
+    clip_row = file_rows.filter(has_text=site.clip.name)
+    expect(clip_row.locator("code")).to_have_text(
+        hashlib.sha256(clip_bytes).hexdigest())
+    expect(clip_row).to_contain_text(f"{site.width}×{site.height}")
+
+    # Sign out: back to login, the session is gone on the server too.
+    old_session = session_cookie(page)
+    assert old_session
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(f"{site.url}/login")
+    assert session_cookie(page) is None
+    page.goto("/")
+    expect(page).to_have_url(f"{site.url}/login")
+    replayed = httpx.get(f"{site.url}/", cookies={"locker_session": old_session},
+                         follow_redirects=False)
+    assert replayed.status_code == 303 and replayed.headers["location"] == "/login"
+
+    # The server recorded who streamed what, from the browser.
+    streamed = audit_rows(site, "media.stream", "evidence")
+    assert streamed, "no media.stream audit event for evidence"
+    for ev in streamed:
+        assert ev["actor_type"] == "user"
+        assert ev["object_type"] == "recording" and ev["object_id"] == site.recording_id
+        assert re.search(r"Chrom", ev["user_agent"] or ""), ev["user_agent"]
+        details = json.loads(ev["details"])
+        assert details["sha256"] == hashlib.sha256(clip_bytes).hexdigest()
+        assert details["clip"] == 1
+    assert any(json.loads(ev["details"])["range"] == "0-1023" for ev in streamed)
+    assert audit_rows(site, "recording.viewed", "evidence")
+
+
+def test_administrator_sees_no_footage(page: Page, site: Site) -> None:
+    sign_in(page, "admin", site.passwords["admin"])
+    expect(page).to_have_url(f"{site.url}/")
+    expect(page.get_by_role("heading", name="No footage for this role")).to_be_visible()
+    expect(page.locator("table.recordings")).to_have_count(0)
+    expect(page.locator(f'[href="/recordings/{site.recording_id}"]')).to_have_count(0)
+
+    response = page.goto(f"/recordings/{site.recording_id}")
+    assert response is not None and response.status == 403
+    expect(page.get_by_role("heading", name="No footage for this role")).to_be_visible()
+    expect(page.locator("video")).to_have_count(0)
+
+    media = page.request.get(f"/api/v1/recordings/{site.recording_id}/media")
+    assert media.status == 403
+    poster = page.request.get(f"/api/v1/recordings/{site.recording_id}/poster")
+    assert poster.status == 403
+    assert not audit_rows(site, "media.stream", "admin")
