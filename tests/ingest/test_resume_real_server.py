@@ -15,7 +15,7 @@ from tus_helpers import auth, b64
 from tusclient import client as tus_client
 from tusclient.storage.filestorage import FileStorage
 
-from conftest import LiveServer, free_port, locker
+from live_server import LiveServer, free_port, locker
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live-server")]
 

@@ -4,14 +4,11 @@ simulated recording, and Debian's Chromium driven by Playwright (never `playwrig
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -41,22 +38,7 @@ READY_DEADLINE_SECONDS = 120.0
 T = TypeVar("T")
 
 
-def _root_conftest() -> ModuleType:
-    """tests/conftest.py (LiveServer, locker, free_port), loaded by path: with several
-    conftest.py files and no packages, `from conftest import ...` finds whichever one pytest
-    imported last."""
-    name = "_evidence_locker_tests_root_conftest"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-root = _root_conftest()
+import live_server as root  # noqa: E402  (tests/ is on sys.path: tests/conftest.py)
 
 
 def _log_tail(log: Path | None) -> str:
