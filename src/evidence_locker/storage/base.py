@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +30,12 @@ class PartialNotFound(StorageError):
 
 class PartialLocked(StorageError):
     """Another request (in this or another process) is writing this upload."""
+
+
+class BlobLocked(StorageError):
+    """Refused by retention or legal hold: deleting a held or retained blob, or shortening a
+    retention period without bypass. (An S3 backend raises it when it can tell that a refusal
+    came from Object Lock; a bare AccessDenied is a plain StorageError.)"""
 
 
 def check_sha256(sha256: str) -> str:
@@ -97,11 +104,34 @@ class BlobStore(Protocol):
         """A readable local file with the blob's bytes, for tools that want a path (PyAV)."""
         ...
 
-    def delete(self, sha256: str) -> None: ...
+    def delete(self, sha256: str, bypass_governance: bool = False) -> None:
+        """Remove the blob for good. Refused (BlobLocked/StorageError) while it is under legal
+        hold, whatever the caller; refused while under retention unless `bypass_governance` and
+        the caller's credential may bypass governance retention. A missing blob is not an error.
+        """
+        ...
 
     def free_bytes(self) -> int | None:
         """Free space for new uploads, or None when the backend has no meaningful figure."""
         ...
+
+    # --- retention and legal hold (Object Lock semantics, governance mode) -----------------
+
+    def set_retention(self, sha256: str, until: datetime, *, bypass: bool = False) -> None:
+        """Keep the blob at least until `until` (timezone-aware). Extending is always allowed;
+        shortening (or removing) raises BlobLocked unless `bypass=True` and the credential may
+        bypass governance retention."""
+        ...
+
+    def get_retention(self, sha256: str) -> datetime | None:
+        """The blob's retain-until date (UTC), or None when it has none."""
+        ...
+
+    def set_legal_hold(self, sha256: str, on: bool) -> None:
+        """Place (`on=True`) or lift a legal hold. A held blob cannot be deleted by anyone."""
+        ...
+
+    def legal_hold(self, sha256: str) -> bool: ...
 
 
 def open_store(url: str) -> BlobStore:
@@ -110,4 +140,8 @@ def open_store(url: str) -> BlobStore:
         from evidence_locker.storage.local import LocalBlobStore
 
         return LocalBlobStore.from_url(url)
+    if url.startswith("s3://"):
+        from evidence_locker.storage.s3 import S3BlobStore
+
+        return S3BlobStore.from_url(url)
     raise ValueError(f"unsupported storage URL scheme: {url.split(':', 1)[0]}")

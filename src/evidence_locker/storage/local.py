@@ -1,19 +1,32 @@
 """Media on the local filesystem: write to a partial, fsync, rename into place, fsync the
-directory."""
+directory.
+
+Retention and legal hold: a filesystem cannot enforce them (whoever can write the directory can
+delete a file), so this store keeps them in a small JSON sidecar per blob under `holds/` and
+enforces them only at this API: `delete()` refuses a held blob even with bypass and a retained
+one without it, exactly as the S3 store does, so code and tests behave the same on both
+deployments. There are no credentials here, so "bypass" is always permitted. For tamper-evident
+retention at scale use the S3 store on a bucket with Object Lock.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import hashlib
+import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
-from urllib.parse import unquote, urlparse
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, unquote, urlparse
 
+from evidence_locker.clock import Clock, SystemClock
 from evidence_locker.storage.base import (
+    BlobLocked,
     BlobNotFound,
     PartialLocked,
     PartialNotFound,
@@ -86,24 +99,43 @@ class LocalPartial:
             self._fd = -1
 
 
-class LocalBlobStore:
-    """`blobs/ab/cd/<sha256>` (read-only), `partial/<upload id>` for uploads in progress."""
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("retention dates must be timezone-aware")
+    return value.astimezone(dt.UTC)
 
-    def __init__(self, root: Path) -> None:
+
+class LocalBlobStore:
+    """`blobs/ab/cd/<sha256>` (read-only), `partial/<upload id>` for uploads in progress,
+    `holds/<sha256>.json` for retention and legal hold (see the module docstring).
+
+    `retention_days`: when set, a blob made by `commit_partial` gets a retention date that many
+    days ahead (as the S3 store's governance retention); None (the default) sets none.
+    """
+
+    def __init__(self, root: Path, *, retention_days: float | None = None,
+                 clock: Clock | None = None) -> None:
         self.root = root
         self.url = root.resolve().as_uri()
+        self.retention_days = retention_days
+        self.clock: Clock = clock or SystemClock()
         self._blobs = root / "blobs"
         self._partial = root / "partial"
         self._tmp = root / "tmp"
-        for d in (self._blobs, self._partial, self._tmp):
+        self._holds = root / "holds"
+        for d in (self._blobs, self._partial, self._tmp, self._holds):
             _makedirs_durable(d)
 
     @classmethod
     def from_url(cls, url: str) -> LocalBlobStore:
+        """`file:///path[?retention_days=N]`."""
         parsed = urlparse(url)
         if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
             raise ValueError(f"not a local file URL: {url}")
-        return cls(Path(unquote(parsed.path)))
+        query = parse_qs(parsed.query)
+        days = query.get("retention_days", [None])[0]
+        return cls(Path(unquote(parsed.path)),
+                   retention_days=float(days) if days is not None else None)
 
     def _blob_path(self, sha256: str) -> Path:
         check_sha256(sha256)
@@ -171,7 +203,12 @@ class LocalBlobStore:
         src = self._partial_path(upload_id)
         if not src.exists():
             raise PartialNotFound(upload_id)
-        return self._install(src, sha256)
+        installed = self._install(src, sha256)
+        if self.retention_days is not None and self.get_retention(sha256) is None:
+            until = self.clock.now() + dt.timedelta(days=self.retention_days)
+            self._write_holds(sha256, {**self._read_holds(sha256),
+                                       "retain_until": until.astimezone(dt.UTC).isoformat()})
+        return installed
 
     def put_bytes(self, data: bytes) -> str:
         sha256 = hashlib.sha256(data).hexdigest()
@@ -223,15 +260,87 @@ class LocalBlobStore:
             raise BlobNotFound(sha256)
         yield path
 
-    def delete(self, sha256: str) -> None:
+    def delete(self, sha256: str, bypass_governance: bool = False) -> None:
         path = self._blob_path(sha256)
+        if path.exists():
+            holds = self._read_holds(sha256)
+            if holds.get("legal_hold"):
+                raise BlobLocked(f"{sha256} is under legal hold")
+            until = self._retain_until(holds)
+            if until is not None and until > self.clock.now() and not bypass_governance:
+                raise BlobLocked(f"{sha256} is retained until {until.isoformat()}")
         try:
             path.unlink()
         except FileNotFoundError:
+            self._drop_holds(sha256)
             return
         except OSError as exc:  # pragma: no cover - permissions
             raise StorageError(str(exc)) from exc
         _fsync_dir(path.parent)
+        self._drop_holds(sha256)
+
+    # --- retention and legal hold: enforced at this API only (see the module docstring) ---
+
+    def _holds_path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self._holds / f"{sha256}.json"
+
+    def _require_blob(self, sha256: str) -> None:
+        if not self._blob_path(sha256).exists():
+            raise BlobNotFound(sha256)
+
+    def _read_holds(self, sha256: str) -> dict[str, Any]:
+        try:
+            data = json.loads(self._holds_path(sha256).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"unreadable retention record for {sha256}: {exc}") from exc
+        return data if isinstance(data, dict) else {}
+
+    def _write_holds(self, sha256: str, holds: dict[str, Any]) -> None:
+        path = self._holds_path(sha256)
+        tmp = self._tmp / f"{sha256}.holds.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(holds, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, path)
+        _fsync_dir(path.parent)
+
+    def _drop_holds(self, sha256: str) -> None:
+        path = self._holds_path(sha256)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            _fsync_dir(path.parent)
+
+    @staticmethod
+    def _retain_until(holds: dict[str, Any]) -> dt.datetime | None:
+        value = holds.get("retain_until")
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    def set_retention(self, sha256: str, until: dt.datetime, *, bypass: bool = False) -> None:
+        until = _aware(until)
+        self._require_blob(sha256)
+        holds = self._read_holds(sha256)
+        current = self._retain_until(holds)
+        if (current is not None and until < current and current > self.clock.now()
+                and not bypass):
+            raise BlobLocked(f"{sha256} is retained until {current.isoformat()}; shortening "
+                             "needs bypass")
+        self._write_holds(sha256, {**holds, "retain_until": until.isoformat()})
+
+    def get_retention(self, sha256: str) -> dt.datetime | None:
+        self._require_blob(sha256)
+        return self._retain_until(self._read_holds(sha256))
+
+    def set_legal_hold(self, sha256: str, on: bool) -> None:
+        self._require_blob(sha256)
+        self._write_holds(sha256, {**self._read_holds(sha256), "legal_hold": bool(on)})
+
+    def legal_hold(self, sha256: str) -> bool:
+        self._require_blob(sha256)
+        return bool(self._read_holds(sha256).get("legal_hold"))
 
     def free_bytes(self) -> int | None:
         st = os.statvfs(self.root)
