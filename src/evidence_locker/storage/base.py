@@ -76,6 +76,10 @@ class BlobStore(Protocol):
         PartialNotFound if there is none). Closed and unlocked on exit."""
         ...
 
+    def partial_ids(self) -> Iterator[str]:
+        """Uploads that still hold bytes in the store."""
+        ...
+
     def discard_partial(self, upload_id: str) -> None: ...
 
     def commit_partial(self, upload_id: str, sha256: str) -> bool:

@@ -178,6 +178,12 @@ class LocalBlobStore:
         finally:
             partial.close()
 
+    def partial_ids(self) -> Iterator[str]:
+        """Uploads that still hold bytes here (for sweeps and checks)."""
+        for entry in sorted(self._partial.iterdir()):
+            if UPLOAD_ID_RE.match(entry.name):
+                yield entry.name
+
     def discard_partial(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._partial_path(upload_id).unlink()

@@ -614,6 +614,15 @@ class S3BlobStore:
         finally:
             partial.close()
 
+    def partial_ids(self) -> Iterator[str]:
+        """Uploads that still hold bytes here (for sweeps and checks)."""
+        seen: set[str] = set()
+        for obj in self._list(f"{self.prefix}partial/"):
+            upload_id = obj["Key"][len(self.prefix) + len("partial/"):].split("/", 1)[0]
+            if upload_id not in seen:
+                seen.add(upload_id)
+                yield upload_id
+
     def discard_partial(self, upload_id: str) -> None:
         self._purge(self._partial_prefix(upload_id), first=self._marker_key(upload_id))
 
