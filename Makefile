@@ -23,7 +23,7 @@ system-deps:
 
 ## test: set up everything, lint, type-check and run every test
 test: $(STAMP) system-deps lint typecheck
-	$(BIN)/pytest -n 2 --dist loadgroup -q
+	scripts/test.sh
 
 unit: $(STAMP)
 	$(BIN)/pytest -q -m "not browser and not slow"
