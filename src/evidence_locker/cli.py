@@ -36,6 +36,7 @@ app.add_typer(_simulate_app(), name="simulate", help="Simulated cameras for test
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
 
 @db_app.command("upgrade")
