@@ -108,6 +108,32 @@ def worker() -> None:
 
 
 @app.command()
+def fixity(
+    batch: Annotated[int, typer.Option(min=1, help="blobs per batch")] = 200,
+    batches: Annotated[int, typer.Option(min=1, help="batches at most")] = 1,
+    max_age_days: Annotated[float, typer.Option(help="re-check blobs older than this")] = 90,
+) -> None:
+    """Re-read stored media and compare SHA-256 with the catalogue; exit 1 on any failure."""
+    import datetime as dt
+
+    from evidence_locker.catalogue.fixity import fixity_sweep
+    from evidence_locker.runtime import build_runtime
+
+    runtime = build_runtime(Settings())
+    try:
+        report = fixity_sweep(runtime, batch=batch, max_batches=batches,
+                              max_age=dt.timedelta(days=max_age_days))
+    finally:
+        runtime.close()
+    typer.echo(f"fixity: {report.checked} checked, {report.ok} ok, "
+               f"{len(report.failures)} failed, {report.bytes_read} bytes read")
+    for sha, state in report.failures:
+        typer.echo(f"  {state}: {sha}", err=True)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
 def upload(
     folder: Annotated[Path, typer.Argument(help="a camera folder, as the simulator writes it",
                                            exists=True, file_okay=False)],

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     job_workers: int = 2
     sequencer_interval_seconds: float = 1.0
 
+    # Fixity: every blob is re-read and hashed at least this often; the sweep runs hourly.
+    fixity_max_age_days: int = 90
+    fixity_batch: int = 200
+    # A probe job that has not run this long after its file arrived is sent again.
+    stalled_job_minutes: int = 10
+
     # Argon2id cost; lower only in tests.
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536

@@ -30,6 +30,10 @@ class Blob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     stored_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Fixity: when the stored bytes were last re-read and hashed, and what that found.
+    fixity_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    fixity_state: Mapped[str] = mapped_column(String(16), default="unchecked")
+    # unchecked | ok | mismatch | missing
 
 
 class Recording(Base):
@@ -87,6 +91,7 @@ class RecordingFile(Base):
     __table_args__ = (
         UniqueConstraint("recording_id", "kind", "index", "sha256"),
         Index("ix_recording_files_sha256", "sha256"),
+        Index("ix_recording_files_media_state", "media_state", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -155,7 +155,8 @@ def attach_file(
         upload_id=upload_id,
         dock_id=dock_id,
         conflict=bool(same_slot),
-        media_state="pending" if kind == "clip" else "n/a",
+        # Clips and tracks wait for the probe job; a sidecar is read right here.
+        media_state="pending" if kind in ("clip", "track") else "n/a",
     )
     session.add(file)
     session.flush()
@@ -358,7 +359,7 @@ def probe_file(session: Session, *, clock: Clock, store: BlobStore, file_id: int
 def _apply_track(
     session: Session, *, clock: Clock, store: BlobStore, rec: Recording, file: RecordingFile
 ) -> None:
-    if file.media_state not in ("n/a", "pending"):
+    if file.media_state != "pending":
         return
     raw = _read_small(store, file.sha256, MAX_TRACK_BYTES)
     reason: str | None = None
@@ -385,3 +386,16 @@ def unit_path(session: Session, unit_id: int | None) -> str | None:
         return None
     unit = session.get(Unit, unit_id)
     return unit.path if unit else None
+
+
+def requeue_stalled(session: Session, *, clock: Clock, older_than: dt.timedelta,
+                    batch: int = 1000) -> list[int]:
+    """Files still waiting for their probe long after they arrived: the job was lost (a worker
+    killed mid-job, a queue restarted). The jobs are idempotent, so sending them again is safe."""
+    cutoff = clock.now() - older_than
+    return list(session.scalars(
+        select(RecordingFile.id)
+        .where(RecordingFile.media_state == "pending")
+        .where(RecordingFile.received_at < cutoff)
+        .where(RecordingFile.deleted_at.is_(None))
+        .order_by(RecordingFile.id).limit(batch)))

@@ -21,6 +21,26 @@ def register_tasks(runtime: Runtime) -> None:
         with transaction(runtime.sessions) as session:
             probe(session, clock=runtime.clock, store=runtime.store, file_id=file_id)
 
+    def fixity() -> None:
+        import datetime as dt
+
+        from evidence_locker.catalogue.fixity import fixity_sweep
+
+        settings = runtime.settings
+        fixity_sweep(runtime, batch=settings.fixity_batch,
+                     max_age=dt.timedelta(days=settings.fixity_max_age_days), max_batches=10)
+
+    def requeue_stalled() -> None:
+        import datetime as dt
+
+        from evidence_locker.catalogue.service import requeue_stalled as stalled
+
+        with transaction(runtime.sessions) as session:
+            ids = stalled(session, clock=runtime.clock,
+                          older_than=dt.timedelta(minutes=runtime.settings.stalled_job_minutes))
+        for file_id in ids:
+            jobs.enqueue("probe_file", file_id)
+
     def upload_housekeeping() -> None:
         from evidence_locker.ingest.service import expire_uploads, recover_uploads
 
@@ -29,3 +49,5 @@ def register_tasks(runtime: Runtime) -> None:
 
     jobs.register("probe_file", probe_file)
     jobs.huey.periodic_task(crontab(minute="*/5"), name="upload_housekeeping")(upload_housekeeping)
+    jobs.huey.periodic_task(crontab(minute="*/10"), name="requeue_stalled")(requeue_stalled)
+    jobs.huey.periodic_task(crontab(minute="17"), name="fixity")(fixity)
