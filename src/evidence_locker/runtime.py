@@ -12,6 +12,7 @@ from evidence_locker.config import Settings
 from evidence_locker.db import make_engine, make_session_factory
 from evidence_locker.jobs.queue import Jobs, make_huey
 from evidence_locker.storage.base import BlobStore, open_store
+from evidence_locker.web.metrics import Metrics
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Runtime:
     store: BlobStore
     jobs: Jobs
     clock: Clock = field(default_factory=SystemClock)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def close(self) -> None:
         self.jobs.stop_workers()
@@ -42,4 +44,5 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     from evidence_locker.jobs.tasks import register_tasks
 
     register_tasks(runtime)
+    runtime.metrics.watch(runtime)
     return runtime

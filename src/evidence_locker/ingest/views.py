@@ -5,6 +5,8 @@ Raw request streaming (no framework body parsing) keeps memory flat and throughp
 
 from __future__ import annotations
 
+import time
+
 from anyio import to_thread
 from fastapi import APIRouter
 from starlette.requests import ClientDisconnect, Request
@@ -150,6 +152,7 @@ async def _receive(request: Request, *, principal: Principal, upload_id: str,
         content_length=int(content_length) if content_length and content_length.isdigit() else None,
     )
     await to_thread.run_sync(receiver.open)
+    started_at = receiver.start
     try:
         body_complete = True
         pending: list[bytes] = []
@@ -168,6 +171,7 @@ async def _receive(request: Request, *, principal: Principal, upload_id: str,
             body_complete = False
         if pending:
             await to_thread.run_sync(receiver.write, b"".join(pending))
+        last_byte = time.monotonic()
         outcome = await to_thread.run_sync(
             lambda: receiver.commit(body_complete=body_complete))
     except BaseException:
@@ -175,7 +179,12 @@ async def _receive(request: Request, *, principal: Principal, upload_id: str,
         raise
     finally:
         await to_thread.run_sync(receiver.close)
+    metrics = runtime.metrics
+    metrics.upload_bytes.inc(receiver.start - started_at)
     headers = tus_headers(**{"Upload-Offset": str(receiver.start)})
+    if outcome is not None:
+        metrics.finish_seconds.observe(time.monotonic() - last_byte)
+        metrics.uploads.labels(outcome=type(outcome).__name__.lower()).inc()
     if isinstance(outcome, service.Rejected):
         return problem(460, "Checksum Mismatch", outcome.reason, headers=tus_headers())
     if isinstance(outcome, service.Stored | service.Duplicate):

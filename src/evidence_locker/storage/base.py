@@ -115,6 +115,10 @@ class BlobStore(Protocol):
         """
         ...
 
+    def ping(self) -> None:
+        """Raise StorageError unless the store can be reached now (for /readyz)."""
+        ...
+
     def free_bytes(self) -> int | None:
         """Free space for new uploads, or None when the backend has no meaningful figure."""
         ...

@@ -348,6 +348,10 @@ class LocalBlobStore:
         self._require_blob(sha256)
         return bool(self._read_holds(sha256).get("legal_hold"))
 
+    def ping(self) -> None:
+        if not os.access(self._blobs, os.R_OK | os.W_OK | os.X_OK):
+            raise StorageError(f"{self._blobs} is not readable and writable")
+
     def free_bytes(self) -> int | None:
         st = os.statvfs(self.root)
         return st.f_bavail * st.f_frsize

@@ -850,6 +850,9 @@ class S3BlobStore:
             raise BlobLocked(f"{sha256} is retained until {until.isoformat()} "
                              "(governance; bypass refused or not requested)") from exc
 
+    def ping(self) -> None:
+        self._call(f"reach bucket {self.bucket}", self.client.head_bucket, Bucket=self.bucket)
+
     def free_bytes(self) -> int | None:
         return None
 

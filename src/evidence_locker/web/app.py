@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,16 +11,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from evidence_locker import __version__
+from evidence_locker.accounts.roles import Role
 from evidence_locker.catalogue.views import router as recordings_router
 from evidence_locker.db import transaction
 from evidence_locker.ingest.tus import TUS_VERSION, TusError
 from evidence_locker.ingest.views import router as uploads_router
 from evidence_locker.runtime import Runtime
+from evidence_locker.web.auth import require_principal
 from evidence_locker.web.pages import router as pages_router
 from evidence_locker.web.problems import ApiError, problem
 
@@ -91,18 +94,38 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> Response:
+        """Ready to take traffic: database, object store and queue reachable, space to ingest."""
         checks: dict[str, str] = {}
-        try:
+
+        def check(name: str, probe: Callable[[], object]) -> None:
+            try:
+                probe()
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
+                checks[name] = f"error: {exc.__class__.__name__}"
+
+        def database() -> None:
             with transaction(runtime.sessions) as session:
                 session.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
-            checks["database"] = f"error: {exc.__class__.__name__}"
+
+        check("database", database)
+        check("storage", runtime.store.ping)
+        check("queue", runtime.jobs.pending)
         free = runtime.store.free_bytes()
-        enough = free is None or free >= runtime.settings.min_free_bytes
-        checks["storage"] = "ok" if enough else "below free-space floor"
+        if free is not None and free < runtime.settings.min_free_bytes:
+            checks["storage"] = "below free-space floor"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+                            status_code=200 if ok else 503,
+                            headers=None if ok else {"Retry-After": "30"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus exposition, for a token with the `metrics` scope (or an administrator)."""
+        principal = require_principal(request)
+        if "metrics" not in principal.scopes and principal.role != Role.SYSTEM_ADMINISTRATOR:
+            raise ApiError(403, "Forbidden", "needs a token with the metrics scope")
+        return Response(generate_latest(runtime.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
 
     return app

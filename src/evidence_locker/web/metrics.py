@@ -1,0 +1,65 @@
+"""Prometheus metrics: counters kept by this process, gauges read from the database at scrape
+time (so every node reports the same queue depth and fixity failures)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+if TYPE_CHECKING:
+    from evidence_locker.runtime import Runtime
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.uploads = Counter("locker_uploads_total", "Finished uploads by outcome",
+                               ["outcome"], registry=self.registry)
+        self.upload_bytes = Counter("locker_upload_bytes_total",
+                                    "Bytes acknowledged (durably stored) by tus PATCHes",
+                                    registry=self.registry)
+        self.finish_seconds = Histogram(
+            "locker_ingest_finish_seconds",
+            "From the last byte received to the 204: fsync, verify SHA-256, catalogue",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry)
+
+    def watch(self, runtime: Runtime) -> None:
+        self.registry.register(_StateCollector(runtime))
+
+
+class _StateCollector(Collector):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        from evidence_locker.catalogue.models import Blob, Recording
+        from evidence_locker.db import transaction
+        from evidence_locker.ingest.models import Upload
+
+        queue = GaugeMetricFamily("locker_queue_depth", "Jobs waiting in the queue")
+        queue.add_metric([], self.runtime.jobs.pending())
+        yield queue
+        with transaction(self.runtime.sessions) as session:
+            failures = session.scalar(select(func.count()).select_from(Blob).where(
+                Blob.fixity_state.in_(["mismatch", "missing"]))) or 0
+            receiving = session.scalar(select(func.count()).select_from(Upload).where(
+                Upload.state == "receiving")) or 0
+            incomplete = session.scalar(select(func.count()).select_from(Recording).where(
+                Recording.state == "incomplete")) or 0
+        fixity = GaugeMetricFamily("locker_fixity_failures",
+                                   "Blobs whose last fixity check found them changed or missing")
+        fixity.add_metric([], failures)
+        yield fixity
+        uploads = GaugeMetricFamily("locker_uploads_in_progress", "tus uploads not yet finished")
+        uploads.add_metric([], receiving)
+        yield uploads
+        recs = GaugeMetricFamily("locker_recordings_incomplete",
+                                 "Recordings still waiting for files their sidecar lists")
+        recs.add_metric([], incomplete)
+        yield recs
