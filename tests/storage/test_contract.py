@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import uuid
 
 import pytest
 from storage_helpers import (
@@ -328,3 +329,14 @@ def test_held_blob_cannot_be_deleted_until_the_hold_is_lifted(backend: Backend) 
     assert backend.store.legal_hold(digest) is False
     backend.lifecycle.delete(digest, bypass_governance=True)
     assert not backend.store.exists(digest)
+
+
+def test_ping_and_partial_listing(backend: Backend) -> None:
+    backend.store.ping()
+    assert list(backend.store.partial_ids()) == []
+    ids = [uuid.uuid4().hex for _ in range(2)]
+    for upload_id in ids:
+        backend.store.create_partial(upload_id)
+    assert sorted(backend.store.partial_ids()) == sorted(ids)
+    backend.store.discard_partial(ids[0])
+    assert list(backend.store.partial_ids()) == [ids[1]]

@@ -851,7 +851,7 @@ class S3BlobStore:
                              "(governance; bypass refused or not requested)") from exc
 
     def ping(self) -> None:
-        self._call(f"reach bucket {self.bucket}", self.client.head_bucket, Bucket=self.bucket)
+        self._call(f"reach bucket {self.bucket}", self.client.head_bucket)
 
     def free_bytes(self) -> int | None:
         return None
