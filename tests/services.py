@@ -313,6 +313,21 @@ class SeaweedFS:
     def alive(self) -> bool:
         return _pid_alive(self.pid)
 
+    def crash(self) -> None:
+        """SIGKILL the servers, keeping their data and ports (for outage tests)."""
+        _stop_group(self.pid, grace=0)
+
+    def restart(self, deadline_seconds: float = READY_DEADLINE_SECONDS) -> None:
+        """Start again on the same data and ports after `crash()`."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        with open(self.log, "ab") as logf:
+            proc = subprocess.Popen(_weed_command(weed_binary(), self.root, self.ports),
+                                    cwd=self.root, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=logf, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        self.pid = proc.pid
+        _wait_seaweed_ready(proc, self.endpoint, self.admin, self.log, deadline_seconds)
+
     def stop(self) -> None:
         _stop_group(self.pid)
         for port in self.ports.values():

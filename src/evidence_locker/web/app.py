@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -23,6 +24,7 @@ from evidence_locker.db import transaction
 from evidence_locker.ingest.tus import TUS_VERSION, TusError
 from evidence_locker.ingest.views import router as uploads_router
 from evidence_locker.runtime import Runtime
+from evidence_locker.storage.base import StorageError
 from evidence_locker.web.auth import require_principal
 from evidence_locker.web.pages import router as pages_router
 from evidence_locker.web.problems import ApiError, problem
@@ -77,6 +79,20 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StorageError)
+    async def storage_down(request: Request, exc: StorageError) -> Response:
+        log.error("object store failed on %s %s: %s", request.method, request.url.path, exc)
+        return problem(503, "Service Unavailable",
+                       "the object store cannot be reached; nothing unacknowledged was kept, retry",
+                       headers={"Retry-After": "30", "Tus-Resumable": TUS_VERSION})
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> Response:
+        log.error("database failed on %s %s: %s", request.method, request.url.path, exc)
+        return problem(503, "Service Unavailable",
+                       "the database cannot be reached; nothing unacknowledged was kept, retry",
+                       headers={"Retry-After": "30", "Tus-Resumable": TUS_VERSION})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
