@@ -70,6 +70,9 @@ class AuditDb:
 
     def drop_triggers(self) -> None:
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(text("DROP TRIGGER audit_events_guard ON audit_events"))
+                return
             for name in TRIGGERS:
                 conn.execute(text(f"DROP TRIGGER {name}"))
 
@@ -90,10 +93,12 @@ class AuditDb:
 def open_audit_db(url: str) -> Iterator[AuditDb]:
     engine = db.make_engine(url)
 
-    @event.listens_for(engine, "connect")
-    def _fast(dbapi_conn: Any, _record: Any) -> None:
-        # Test speed only: a temporary database need not survive power loss.
-        dbapi_conn.execute("PRAGMA synchronous=OFF")
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _fast(dbapi_conn: Any, _record: Any) -> None:
+            # Test speed only: a temporary database need not survive power loss.
+            dbapi_conn.execute("PRAGMA synchronous=OFF")
 
     try:
         yield AuditDb(url, engine, db.make_session_factory(engine), FixedClock(T0))

@@ -154,6 +154,7 @@ def test_batch_must_be_positive(audit_db: AuditDb) -> None:
         audit_db.verify(batch=0)
 
 
+@pytest.mark.embedded_only  # SQLite's EXPLAIN QUERY PLAN; PostgreSQL plans: bench/scale.py
 @pytest.mark.parametrize(
     ("query", "sql"),
     [

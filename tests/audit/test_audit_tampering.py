@@ -174,10 +174,16 @@ def _assert_first_bad_at(adb: AuditDb, event_id: int, seq: int) -> str:
 
 def test_duplicate_seq_is_named_even_across_a_page_boundary(chain_db: AuditDb) -> None:
     """Only possible once the unique index is gone too; keyset paging must still see both rows."""
-    with chain_db.engine.begin() as conn:
-        conn.exec_driver_sql("DROP INDEX IF EXISTS uq_audit_events_seq")
+    if chain_db.engine.dialect.name == "postgresql":
+        with chain_db.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "ALTER TABLE audit_events DROP CONSTRAINT IF EXISTS uq_audit_events_seq")
+            conn.exec_driver_sql("DROP INDEX IF EXISTS uq_audit_events_seq")
+    else:
+        with chain_db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX IF EXISTS uq_audit_events_seq")
     # SQLite keeps a UNIQUE table constraint in its own autoindex, which cannot be dropped:
-    # rebuild the table without it, as an attacker would.
+    # rebuild the table without it, as an attacker would (harmless on PostgreSQL).
     with chain_db.engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE t AS SELECT * FROM audit_events")
         conn.exec_driver_sql("DROP TABLE audit_events")

@@ -30,6 +30,15 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _text(value: str | None, limit: int | None = None) -> str | None:
+    """Audit text comes from users and devices. PostgreSQL text cannot hold NUL, so NUL becomes
+    U+FFFD on every backend (the same bytes are hashed everywhere); long values are cut."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "\ufffd")
+    return value[:limit] if limit else value
+
+
 def record(
     session: Session,
     *,
@@ -44,16 +53,16 @@ def record(
 ) -> AuditEvent:
     event = AuditEvent(
         occurred_at=clock.now(),
-        action=action,
-        actor_type=actor.type,
-        actor_id=actor.id,
-        actor_name=actor.name,
-        object_type=object_type,
-        object_id=object_id,
-        ip=actor.ip,
-        user_agent=(actor.user_agent or None) and actor.user_agent[:400],
-        purpose=purpose,
-        reason=reason,
+        action=_text(action, 64),
+        actor_type=_text(actor.type, 16),
+        actor_id=_text(actor.id, 64),
+        actor_name=_text(actor.name, 200),
+        object_type=_text(object_type, 32),
+        object_id=_text(object_id, 64),
+        ip=_text(actor.ip, 64),
+        user_agent=_text(actor.user_agent or None, 400),
+        purpose=_text(purpose, 64),
+        reason=_text(reason),
         details=canonical_json(details or {}),
     )
     session.add(event)
