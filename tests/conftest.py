@@ -1,8 +1,9 @@
 """Shared fixtures: a real database and blob store per test, the real app, real servers.
 
 `LOCKER_TEST_PROFILE` picks the deployment every storage/database/ingest test runs on:
-`embedded` (SQLite + local files, the default) or `scale-out` (PostgreSQL + SeaweedFS S3, started
-once per test session by tests/services.py, or reused from `python tests/services.py up`).
+`embedded` (SQLite + local files + a SQLite job queue, the default) or `scale-out` (PostgreSQL +
+SeaweedFS S3 + Redis, started once per test session by tests/services.py, or reused from
+`python tests/services.py up`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def scale_out(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleOut | N
 
     started = None
     found = svc.services_from_env()
-    if found is None or not found.database_url:
+    if found is None or not found.database_url or not found.queue_url:
         try:
             started = found = svc.start_services()
         except svc.ServiceUnavailable as exc:
@@ -123,12 +124,15 @@ def deployment(tmp_path: Path, scale_out: ScaleOut | None) -> Iterator[Deploymen
                f"CREATE DATABASE {name} TEMPLATE {scale_out.template_db}")
     db_url = _with_database(scale_out.services.database_url, name)
     storage_url = scale_out.services.storage_url(scale_out.bucket, prefix=name)
+    queue_url = f"{scale_out.services.queue_url}?name={name}"
     env = {"LOCKER_DATABASE_URL": db_url, "LOCKER_STORAGE_URL": storage_url,
+           "LOCKER_QUEUE_URL": queue_url,
            "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
            "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
            "AWS_REGION": os.environ["AWS_REGION"]}
     try:
-        yield Deployment({"database_url": db_url, "storage_url": storage_url}, env)
+        yield Deployment({"database_url": db_url, "storage_url": storage_url,
+                          "queue_url": queue_url}, env)
     finally:
         _admin_sql(scale_out.services.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 

@@ -444,6 +444,60 @@ def start_seaweedfs(*, base_dir: Path | None = None, attempts: int = 3,
     raise ServiceUnavailable("SeaweedFS did not start:\n" + "\n---\n".join(failures))
 
 
+# --- Redis (the job queue at scale) --------------------------------------------------------
+
+
+@dataclass
+class Redis:
+    url: str
+    root: Path
+    pid: int
+    _reservation: PortReservation | None = field(default=None, repr=False, compare=False)
+
+    def stop(self) -> None:
+        _stop_group(self.pid)
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._reservation is not None:
+            self._reservation.release()
+            self._reservation = None
+
+
+def start_redis(*, deadline_seconds: float = 30.0) -> Redis:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.geteuid() == 0:
+            subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=False,
+                           capture_output=True, timeout=600)
+            binary = shutil.which("redis-server")
+        if binary is None:
+            raise ServiceUnavailable("redis-server is not installed (Debian: redis-server)")
+    reservation = PortReservation(1)
+    port = reservation.ports[0]
+    root = Path(tempfile.mkdtemp(prefix="locker-redis-"))
+    log = root / "redis.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root),
+             "--appendonly", "yes", "--save", ""],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    server = Redis(f"redis://127.0.0.1:{port}/0", root, proc.pid, reservation)
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            server.stop()
+            raise ServiceUnavailable(f"redis-server exited: {_tail(log)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    raise ServiceUnavailable("redis-server did not answer PING")
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 
@@ -603,6 +657,8 @@ class Services:
     seaweedfs: SeaweedFS | None = None
     postgres: Postgres | None = None
     state_file: Path | None = None
+    queue_url: str = ""
+    redis: Redis | None = None
 
     def client(self, credential: Credential | None = None) -> S3Client:
         return s3_client(self.s3_endpoint, credential or self.s3_admin, region=self.s3_region,
@@ -621,6 +677,7 @@ class Services:
             "LOCKER_TEST_DATABASE_URL": self.database_url,
             "LOCKER_TEST_S3_ENDPOINT": self.s3_endpoint,
             "LOCKER_TEST_S3_REGION": self.s3_region,
+            "LOCKER_TEST_QUEUE_URL": self.queue_url,
         }
         for role, cred in (("ADMIN", self.s3_admin), ("INGEST", self.s3_ingest),
                            ("LIFECYCLE", self.s3_lifecycle)):
@@ -632,7 +689,7 @@ class Services:
 
     def stop(self) -> None:
         errors: list[BaseException] = []
-        for part in (self.seaweedfs, self.postgres):
+        for part in (self.seaweedfs, self.postgres, self.redis):
             if part is not None:
                 try:
                     part.stop()
@@ -652,9 +709,15 @@ def start_services(*, base_dir: Path | None = None) -> Services:
     except BaseException:
         s3.stop()
         raise
+    try:
+        redis = start_redis()
+    except BaseException:
+        s3.stop()
+        pg.stop()
+        raise
     return Services(database_url=pg.database_url, s3_endpoint=s3.endpoint, s3_admin=s3.admin,
                     s3_ingest=s3.ingest, s3_lifecycle=s3.lifecycle, s3_region=s3.region,
-                    seaweedfs=s3, postgres=pg)
+                    seaweedfs=s3, postgres=pg, queue_url=redis.url, redis=redis)
 
 
 def services_from_env(environ: dict[str, str] | None = None) -> Services | None:
@@ -671,7 +734,8 @@ def services_from_env(environ: dict[str, str] | None = None) -> Services | None:
     return Services(database_url=env.get("LOCKER_TEST_DATABASE_URL", ""), s3_endpoint=endpoint,
                     s3_admin=cred("ADMIN"), s3_ingest=cred("INGEST"),
                     s3_lifecycle=cred("LIFECYCLE"),
-                    s3_region=env.get("LOCKER_TEST_S3_REGION", REGION))
+                    s3_region=env.get("LOCKER_TEST_S3_REGION", REGION),
+                    queue_url=env.get("LOCKER_TEST_QUEUE_URL", ""))
 
 
 @contextlib.contextmanager
@@ -697,6 +761,9 @@ def _save_state(services: Services, path: Path) -> None:
             **{k: v for k, v in dataclasses.asdict(pg).items()
                if k not in ("root", "bin_dir", "_reservation")},
             "root": str(pg.root), "bin_dir": str(pg.bin_dir)}
+    if services.redis is not None:
+        state["redis"] = {"pid": services.redis.pid, "root": str(services.redis.root),
+                          "url": services.redis.url}
     path.write_text(json.dumps(state, indent=2))
     path.chmod(0o600)
 
@@ -714,6 +781,9 @@ def _stop_from_state(path: Path) -> None:
                  user=pg["user"], password=pg["password"], database=pg["database"],
                  root=Path(pg["root"]), bin_dir=Path(pg["bin_dir"]),
                  run_as=pg["run_as"]).stop()
+    if "redis" in state:
+        r = state["redis"]
+        Redis(r["url"], Path(r["root"]), int(r["pid"])).stop()
     path.unlink()
 
 

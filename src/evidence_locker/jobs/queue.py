@@ -28,7 +28,10 @@ def make_huey(queue_url: str, *, name: str = "evidence-locker") -> Huey:
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(name=name, filename=str(path), fsync=True, timeout=30)
     if parsed.scheme in ("redis", "rediss"):
-        return RedisHuey(name=name, url=queue_url)
+        # `?name=` separates several deployments (or test runs) sharing one Redis.
+        query = dict(pair.split("=", 1) for pair in parsed.query.split("&") if "=" in pair)
+        url = queue_url.split("?", 1)[0]
+        return RedisHuey(name=query.get("name", name), url=url)
     raise ValueError(f"unsupported queue URL scheme: {parsed.scheme}")
 
 

@@ -31,15 +31,7 @@ def register_tasks(runtime: Runtime) -> None:
                      max_age=dt.timedelta(days=settings.fixity_max_age_days), max_batches=10)
 
     def requeue_stalled() -> None:
-        import datetime as dt
-
-        from evidence_locker.catalogue.service import requeue_stalled as stalled
-
-        with transaction(runtime.sessions) as session:
-            ids = stalled(session, clock=runtime.clock,
-                          older_than=dt.timedelta(minutes=runtime.settings.stalled_job_minutes))
-        for file_id in ids:
-            jobs.enqueue("probe_file", file_id)
+        requeue_stalled_jobs(runtime)
 
     def upload_housekeeping() -> None:
         from evidence_locker.ingest.service import expire_uploads, recover_uploads
@@ -51,3 +43,18 @@ def register_tasks(runtime: Runtime) -> None:
     jobs.huey.periodic_task(crontab(minute="*/5"), name="upload_housekeeping")(upload_housekeeping)
     jobs.huey.periodic_task(crontab(minute="*/10"), name="requeue_stalled")(requeue_stalled)
     jobs.huey.periodic_task(crontab(minute="17"), name="fixity")(fixity)
+
+
+def requeue_stalled_jobs(runtime: Runtime) -> int:
+    """Send again the probe jobs a dead worker took with it (huey pops a job before running it,
+    so a worker killed mid-job loses it; the jobs are idempotent, so at-least-once is safe)."""
+    import datetime as dt
+
+    from evidence_locker.catalogue.service import requeue_stalled
+
+    with transaction(runtime.sessions) as session:
+        ids = requeue_stalled(session, clock=runtime.clock,
+                              older_than=dt.timedelta(minutes=runtime.settings.stalled_job_minutes))
+    for file_id in ids:
+        runtime.jobs.enqueue("probe_file", file_id)
+    return len(ids)

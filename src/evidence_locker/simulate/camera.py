@@ -249,8 +249,11 @@ class _Camera:
         if rng.random() < 0.4:
             at = trigger_on + dt.timedelta(seconds=rng.uniform(0, seconds - pre_event_seconds))
             bookmarks.append(
-                {"at": _iso(at, self.zone), "category": rng.choice(_BOOKMARK_CATEGORIES),
-                 "note": ""}
+                {
+                    "at": _iso(at, self.zone),
+                    "category": rng.choice(_BOOKMARK_CATEGORIES),
+                    "note": "",
+                }
             )
         files = [_listed("clip", i, path) for i, path in enumerate(clips, start=1)]
         files.append(_listed("track", 1, track))
@@ -264,8 +267,10 @@ class _Camera:
             "stopped_at": _iso(stopped_at, self.zone),
             "pre_event_seconds": pre_event_seconds,
             "trigger": {
-                "on": {"reason": rng.choice(_TRIGGER_ON_REASONS),
-                       "at": _iso(trigger_on, self.zone)},
+                "on": {
+                    "reason": rng.choice(_TRIGGER_ON_REASONS),
+                    "at": _iso(trigger_on, self.zone),
+                },
                 "off": {"reason": "button", "at": _iso(stopped_at, self.zone)},
             },
             "files": files,
@@ -295,8 +300,8 @@ class _Camera:
         audio_done = 0
         rate = str(self.video_bitrate)
         with av.open(str(partial), mode="w", format="mp4") as container:
-            container.metadata["creation_time"] = (
-                clip_start.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            container.metadata["creation_time"] = clip_start.astimezone(dt.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"
             )
             container.metadata["comment"] = f"{self.serial} {self.model} {self.firmware}"
             video = container.add_stream(

@@ -1,4 +1,4 @@
-"""`locker simulate camera`: fill a folder with what a docked camera's storage holds."""
+"""`locker simulate ...`: make device output for development, demos and benchmarks."""
 
 from __future__ import annotations
 
@@ -11,22 +11,25 @@ import typer
 
 from evidence_locker.simulate.camera import simulate_camera
 
-app = typer.Typer(help="Simulated cameras for tests, demos and benchmarks.", no_args_is_help=True)
+app = typer.Typer(
+    help="Simulate devices: write what they would produce, without any hardware.",
+    no_args_is_help=True,
+)
 
 
 @app.callback()
 def _simulate() -> None:
-    """Simulated cameras for tests, demos and benchmarks."""
+    """Simulate devices: write what they would produce, without any hardware."""
+    # A callback keeps `camera` a sub-command even while it is the only one.
 
 
 def _resolution(value: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", value.strip().lower())
-    if not match:
-        raise typer.BadParameter("use WxH, e.g. 640x360")
-    width, height = int(match.group(1)), int(match.group(2))
-    if width % 2 or height % 2:
-        raise typer.BadParameter("width and height must be even (H.264 4:2:0)")
-    return width, height
+    match = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", value)
+    if match is None:
+        raise typer.BadParameter(
+            f"{value!r} is not WIDTHxHEIGHT, e.g. 640x360", param_hint="'--resolution'"
+        )
+    return int(match.group(1)), int(match.group(2))
 
 
 def _start(value: str | None) -> dt.datetime | None:
@@ -34,32 +37,62 @@ def _start(value: str | None) -> dt.datetime | None:
         return None
     try:
         return dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise typer.BadParameter("use an ISO time, e.g. 2026-11-22T08:15:00+00:00") from exc
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-11-22T08:15:00+00:00",
+            param_hint="'--start'",
+        ) from None
 
 
 @app.command()
 def camera(
-    serial: Annotated[str, typer.Option(help="camera serial")],
-    officer: Annotated[str, typer.Option(help="collar number of the officer wearing it")],
-    out: Annotated[Path, typer.Option(help="folder to write into (the camera's storage)")],
-    recordings: Annotated[int, typer.Option(min=1, max=1000)] = 3,
-    seconds: Annotated[float, typer.Option(min=0.5, max=36000)] = 10.0,
-    start: Annotated[str | None, typer.Option(help="ISO time of the first recording")] = None,
-    resolution: Annotated[str, typer.Option(help="WxH")] = "640x360",
-    fps: Annotated[int, typer.Option(min=1, max=60)] = 15,
-    clip_seconds: Annotated[float, typer.Option(min=1, help="split longer recordings")] = 300.0,
-    bitrate: Annotated[int, typer.Option(min=10_000, help="video bits per second")] = 500_000,
-    seed: Annotated[int, typer.Option(help="same seed, same footage")] = 0,
+    serial: Annotated[str, typer.Option(help="Device serial, e.g. BWV-0001.")],
+    officer: Annotated[str, typer.Option(help="Collar number of the officer logged on.")],
+    out: Annotated[Path, typer.Option(help="Directory to write into (the camera's storage).")],
+    recordings: Annotated[int, typer.Option(min=0, help="How many recordings.")] = 3,
+    seconds: Annotated[float, typer.Option(help="Length of each recording.")] = 10.0,
+    start: Annotated[
+        str | None,
+        typer.Option(help="Start of the first recording, ISO 8601; naive = camera's zone."),
+    ] = None,
+    resolution: Annotated[str, typer.Option(help="WIDTHxHEIGHT, both even.")] = "640x360",
+    fps: Annotated[int, typer.Option(min=1, max=240, help="Frames per second.")] = 15,
+    clip_seconds: Annotated[
+        float, typer.Option(help="Longest clip; longer recordings are split.")
+    ] = 300.0,
+    bitrate: Annotated[
+        int, typer.Option(min=10_000, help="Video bit rate (bit/s); sets the file size.")
+    ] = 500_000,
+    timezone: Annotated[str, typer.Option(help="IANA zone the camera is set to.")] = (
+        "Europe/London"
+    ),
+    gap_seconds: Annotated[float, typer.Option(min=0, help="Pause between recordings.")] = 120.0,
+    seed: Annotated[int, typer.Option(help="Seed for the GPS walk, triggers, bookmarks.")] = 0,
 ) -> None:
-    """Write RECORDINGS recordings of SECONDS each: H.264/AAC clips, a GPS track, a sidecar."""
+    """Write recordings (MP4 clips, GPS track, sidecar) as a body-worn camera stores them."""
+    if not seconds > 0:
+        raise typer.BadParameter("must be a positive number of seconds", param_hint="'--seconds'")
+    if not clip_seconds > 0:
+        raise typer.BadParameter(
+            "must be a positive number of seconds", param_hint="'--clip-seconds'"
+        )
     try:
-        made = simulate_camera(serial=serial, officer=officer, out=out, recordings=recordings,
-                               seconds=seconds, start=_start(start),
-                               resolution=_resolution(resolution), fps=fps,
-                               clip_seconds=clip_seconds, video_bitrate=bitrate, seed=seed)
+        written = simulate_camera(
+            serial=serial,
+            officer=officer,
+            out=out,
+            recordings=recordings,
+            seconds=seconds,
+            start=_start(start),
+            resolution=_resolution(resolution),
+            fps=fps,
+            clip_seconds=clip_seconds,
+            video_bitrate=bitrate,
+            timezone=timezone,
+            gap_seconds=gap_seconds,
+            seed=seed,
+        )
     except ValueError as exc:
-        typer.echo(f"cannot simulate: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    for rec in made:
-        typer.echo(f"{rec.recording_id}: {len(rec.clips)} clip(s), {rec.sidecar.name}")
+        raise typer.BadParameter(str(exc)) from None
+    for recording in written:
+        typer.echo(f"{recording.recording_id}  {len(recording.clips)} clip(s)  {recording.sidecar}")
