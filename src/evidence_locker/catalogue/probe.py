@@ -59,7 +59,7 @@ def probe_media(path: Path) -> Probed | Unreadable:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        return Unreadable(f"cannot read file: {exc.strerror or exc}")
+        return Unreadable(f"cannot read file: {_without_path(exc.strerror or str(exc), path)}")
     if not path.is_file():
         return Unreadable("not a regular file")
     if size == 0:
@@ -71,15 +71,18 @@ def probe_media(path: Path) -> Probed | Unreadable:
         with _open(path) as container:
             return _probe(container)
     except av.FFmpegError as exc:
-        return Unreadable(f"not readable as media: {_ffmpeg_message(exc)}")
+        return Unreadable(f"not readable as media: {_without_path(_ffmpeg_message(exc), path)}")
     except OSError as exc:
-        return Unreadable(f"cannot read file: {exc.strerror or exc}")
+        return Unreadable(f"cannot read file: {_without_path(exc.strerror or str(exc), path)}")
     except Exception as exc:  # noqa: BLE001 - device input must never crash the catalogue
-        return Unreadable(f"not readable as media: {type(exc).__name__}: {exc}"[:500])
+        detail = _without_path(f"{type(exc).__name__}: {exc}", path)
+        return Unreadable(f"not readable as media: {detail}"[:500])
 
 
-def make_poster(path: Path, *, max_width: int = 640) -> bytes | None:
-    """JPEG of the frame about a second in (the first, if shorter), at most ``max_width`` wide.
+def make_poster(
+    path: Path, *, max_width: int = 640, at_seconds: float = POSTER_AT_SECONDS
+) -> bytes | None:
+    """JPEG of the frame ``at_seconds`` in (the first, if shorter), at most ``max_width`` wide.
 
     A second in rather than the first frame, which is often black or still adjusting exposure.
     Returns ``None`` when the file has no decodable picture.
@@ -91,7 +94,7 @@ def make_poster(path: Path, *, max_width: int = 640) -> bytes | None:
             if not container.streams.video:
                 return None
             stream = container.streams.video[0]
-            picture = _poster_frame(container, stream)
+            picture = _poster_frame(container, stream, at_seconds)
             if picture is None:
                 return None
             image = picture.to_image()
@@ -162,21 +165,28 @@ def _first_frame(container: av.container.InputContainer, stream: Any) -> Any | N
     return None
 
 
-def _poster_frame(container: av.container.InputContainer, stream: Any) -> Any | None:
-    """The first frame at or after POSTER_AT_SECONDS, else the last frame decoded."""
-    chosen = None
+def _poster_frame(
+    container: av.container.InputContainer, stream: Any, at_seconds: float
+) -> Any | None:
+    """The first frame at or after ``at_seconds``; the first frame of a shorter clip.
+
+    Decodes from the start rather than seeking: a second of video is a few dozen frames, and
+    decoding is robust where seeking in a damaged or unindexed file is not.
+    """
+    first = None
     start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
     try:
         for count, frame in enumerate(container.decode(stream)):
-            chosen = frame
+            if first is None:
+                first = frame
             at = frame.time
-            if count >= MAX_FRAMES_TO_POSTER or (
-                at is not None and at - start >= POSTER_AT_SECONDS
-            ):
+            if at is not None and at - start >= at_seconds:
+                return frame
+            if count >= MAX_FRAMES_TO_POSTER:
                 break
     except av.FFmpegError:
         pass  # damage after a good frame still leaves us a poster
-    return chosen
+    return first
 
 
 def _duration(container: av.container.InputContainer, stream: Any) -> float | None:
@@ -210,6 +220,11 @@ def _parse_time(value: str | None) -> dt.datetime | None:
     if parsed.year < 1971:
         return None  # MP4's zero time (1904) or the Unix epoch: the clock was never set
     return parsed.astimezone(dt.UTC)
+
+
+def _without_path(message: str, path: Path) -> str:
+    """Reasons are shown to users and stored: they say what is wrong, never where files live."""
+    return message.replace(str(path), "<file>")
 
 
 def _ffmpeg_message(exc: av.FFmpegError) -> str:

@@ -225,7 +225,8 @@ class _Camera:
         tone_hz = rng.choice((330, 440, 550, 660))
 
         total_frames = max(1, round(seconds * self.fps))
-        frames_per_clip = max(1, round(clip_seconds * self.fps))
+        # Floor: a clip never runs over clip_seconds (the epsilon forgives float noise).
+        frames_per_clip = max(1, math.floor(clip_seconds * self.fps + 1e-9))
         clips: list[Path] = []
         for index, first_frame in enumerate(range(0, total_frames, frames_per_clip), start=1):
             clip = out / f"{recording_id}_{index:03d}.mp4"
