@@ -454,6 +454,14 @@ class Redis:
     pid: int
     _reservation: PortReservation | None = field(default=None, repr=False, compare=False)
 
+    def crash(self) -> None:
+        _stop_group(self.pid, grace=0)
+
+    def restart(self) -> None:
+        """Start again on the same port and data after `crash()`."""
+        self.pid = _spawn_redis(self.root, int(self.url.rsplit(":", 1)[1].split("/")[0]))
+        _wait_redis(self)
+
     def stop(self) -> None:
         _stop_group(self.pid)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -462,7 +470,7 @@ class Redis:
             self._reservation = None
 
 
-def start_redis(*, deadline_seconds: float = 30.0) -> Redis:
+def _spawn_redis(root: Path, port: int) -> int:
     binary = shutil.which("redis-server")
     if binary is None:
         if os.geteuid() == 0:
@@ -471,31 +479,42 @@ def start_redis(*, deadline_seconds: float = 30.0) -> Redis:
             binary = shutil.which("redis-server")
         if binary is None:
             raise ServiceUnavailable("redis-server is not installed (Debian: redis-server)")
-    reservation = PortReservation(1)
-    port = reservation.ports[0]
-    root = Path(tempfile.mkdtemp(prefix="locker-redis-"))
-    log = root / "redis.log"
-    with open(log, "wb") as logf:
+    with open(root / "redis.log", "ab") as logf:
         proc = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root),
              "--appendonly", "yes", "--save", ""],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
             start_new_session=True)
-    server = Redis(f"redis://127.0.0.1:{port}/0", root, proc.pid, reservation)
+    return proc.pid
+
+
+def _wait_redis(server: Redis, deadline_seconds: float = 30.0) -> None:
+    port = int(server.url.rsplit(":", 1)[1].split("/")[0])
     deadline = time.monotonic() + deadline_seconds
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            server.stop()
-            raise ServiceUnavailable(f"redis-server exited: {_tail(log)}")
+        if not _pid_alive(server.pid):
+            raise ServiceUnavailable(f"redis-server exited: {_tail(server.root / 'redis.log')}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
-                    return server
+                    return
         except OSError:
             time.sleep(0.05)
-    server.stop()
     raise ServiceUnavailable("redis-server did not answer PING")
+
+
+def start_redis() -> Redis:
+    reservation = PortReservation(1)
+    port = reservation.ports[0]
+    root = Path(tempfile.mkdtemp(prefix="locker-redis-"))
+    server = Redis(f"redis://127.0.0.1:{port}/0", root, _spawn_redis(root, port), reservation)
+    try:
+        _wait_redis(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------

@@ -50,7 +50,17 @@ class Jobs:
         self._tasks[name](*args)
 
     def enqueue_after_commit(self, session: Session, name: str, *args: Any) -> None:
-        after_commit(session, lambda: self.enqueue(name, *args))
+        """The change has committed by the time this runs, so a queue that is down must not undo
+        the answer: the job is logged as lost and the stalled-job sweep sends it again."""
+
+        def send() -> None:
+            try:
+                self.enqueue(name, *args)
+            except Exception:  # noqa: BLE001 - any queue failure; the sweep recovers it
+                log.exception("queue unavailable: job %s%r not sent; the sweep will resend it",
+                              name, args)
+
+        after_commit(session, send)
 
     def pending(self) -> int:
         return int(self.huey.pending_count())
