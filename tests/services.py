@@ -531,6 +531,7 @@ class Postgres:
     root: Path
     bin_dir: Path
     run_as: str | None
+    options: str = ""
     _reservation: PortReservation | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -546,6 +547,15 @@ class Postgres:
         """For psycopg.connect()."""
         return (f"host={self.host} port={self.port} user={self.user} "
                 f"password={self.password} dbname={self.database}")
+
+    def crash(self) -> None:
+        """Stop at once, as a power cut would, keeping the data (for outage tests)."""
+        _run_pg(self.run_as, [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir),
+                              "-m", "immediate", "-w", "-t", "30", "stop"], timeout=60)
+
+    def restart(self) -> None:
+        _run_pg(self.run_as, [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l",
+                              str(self.log), "-o", self.options, "-w", "-t", "60", "start"])
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
@@ -590,9 +600,11 @@ def _run_pg(run_as: str | None, argv: Sequence[str], *, timeout: float = 120,
 
 
 def start_postgres(*, database: str = "evidence_locker", base_dir: Path | None = None,
-                   attempts: int = 3) -> Postgres:
+                   attempts: int = 3, durable: bool = False) -> Postgres:
     """PostgreSQL 15 from Debian on 127.0.0.1: as root the server runs as `postgres`, otherwise
-    as the current user. fsync is off: for tests only."""
+    as the current user. fsync and synchronous commit are off for speed (tests only) unless
+    `durable`, which outage tests that crash the server need: without it, commits acknowledged
+    just before a crash may be gone."""
     bin_dir = _pg_bin_dir()
     is_root = os.geteuid() == 0
     if bin_dir is None and is_root:
@@ -625,10 +637,12 @@ def start_postgres(*, database: str = "evidence_locker", base_dir: Path | None =
             pwfile.unlink()
             options = " ".join([
                 "-c listen_addresses=127.0.0.1", f"-p {port}",
-                f"-c unix_socket_directories={root}", "-c fsync=off",
-                "-c synchronous_commit=off", "-c full_page_writes=off",
+                f"-c unix_socket_directories={root}",
+                *(() if durable else ("-c fsync=off", "-c synchronous_commit=off",
+                                      "-c full_page_writes=off")),
                 "-c max_connections=200",
             ])
+            server.options = options
             _run_pg(run_as, [str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-l",
                              str(server.log), "-o", options, "-w", "-t", "60", "start"])
             _create_database(server)

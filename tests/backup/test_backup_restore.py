@@ -6,19 +6,16 @@ from __future__ import annotations
 import os
 import re
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from cat_helpers import record_camera
 from evidence_locker.audit.chain import sequence_pending
 from evidence_locker.catalogue.models import Recording, RecordingFile
 from evidence_locker.db import transaction
 from live_server import locker
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "catalogue"))
-from cat_helpers import record_camera  # noqa: E402
 
 pytestmark = pytest.mark.embedded_only  # scale-out: base backups + WAL, see deploy/BACKUP.md
 

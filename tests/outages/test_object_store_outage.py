@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,11 +14,8 @@ from fastapi.testclient import TestClient
 from evidence_locker.db import upgrade
 from evidence_locker.runtime import build_runtime
 from evidence_locker.web.app import create_app
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "ingest"))
-from tus_helpers import auth, create, patch  # noqa: E402
-
-from support import make_force, make_settings  # noqa: E402
+from support import make_force, make_settings
+from tus_helpers import auth, create, patch
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale_out_only,
               pytest.mark.xdist_group("live-server")]

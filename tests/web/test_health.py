@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
+from cat_helpers import record_camera
 from evidence_locker.accounts.service import create_api_token, user_by_username
 from evidence_locker.audit.service import Actor
 from evidence_locker.db import transaction
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "catalogue"))
-from cat_helpers import record_camera  # noqa: E402
 
 
 def metric(text: str, name: str) -> float:

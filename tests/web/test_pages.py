@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from cat_helpers import record_camera, send
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "catalogue"))
-from cat_helpers import record_camera, send  # noqa: E402
 
 
 def login_csrf(client: TestClient) -> str:
