@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from tus_helpers import auth, create, patch
 
 from evidence_locker.db import upgrade
 from evidence_locker.runtime import build_runtime
 from evidence_locker.web.app import create_app
 from support import make_force, make_settings
+from tus_helpers import auth, create, patch
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale_out_only]
 MiB = 1024 * 1024
