@@ -93,12 +93,19 @@ def backup(settings: Settings, destination: Path) -> BackupReport:
             total += _copy_blob(source, target, sha256)
         except BlobNotFound:
             missing.append(sha256)
+    _copy_holds(source, target)
     manifest = {"format": 1, "database": "locker.db", "blobs": len(names) - len(missing),
                 "bytes": total, "missing": missing,
                 "database_sha256": hashlib.sha256(
                     (destination / "locker.db").read_bytes()).hexdigest()}
     (destination / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return BackupReport(len(names) - len(missing), total, missing)
+
+
+def _copy_holds(source: BlobStore, target: LocalBlobStore) -> None:
+    """The local store keeps retention and legal holds beside the blobs: they travel too."""
+    if isinstance(source, LocalBlobStore):
+        shutil.copytree(source.root / "holds", target.root / "holds", dirs_exist_ok=True)
 
 
 def restore(settings: Settings, source: Path) -> BackupReport:
@@ -126,4 +133,5 @@ def restore(settings: Settings, source: Path) -> BackupReport:
             total += _copy_blob(backup_store, target, sha256)
         except BlobNotFound:
             missing.append(sha256)  # reported, never silently dropped
+    _copy_holds(backup_store, target)
     return BackupReport(len(names) - len(missing), total, missing)

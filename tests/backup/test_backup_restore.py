@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from cat_helpers import record_camera
 from evidence_locker.audit.chain import sequence_pending
-from evidence_locker.catalogue.models import Recording, RecordingFile
+from evidence_locker.catalogue.models import Blob, Recording, RecordingFile
 from evidence_locker.db import transaction
 from live_server import locker
 
@@ -30,6 +30,10 @@ def test_restore_into_an_empty_deployment_verifies(client, runtime, force, tmp_p
                       clip=f"footage {n}".encode() * 1000)
     runtime.jobs.run_pending()
     sequence_pending(runtime.sessions, clock=runtime.clock)
+    with transaction(runtime.sessions) as s:
+        held = s.scalars(select(RecordingFile.sha256).where(RecordingFile.kind == "clip")).first()
+    assert held is not None
+    runtime.store.set_legal_hold(held, True)
     live = runtime.settings.data_dir
 
     made = locker("backup", str(tmp_path / "backup"), env=_env(live))
@@ -45,9 +49,14 @@ def test_restore_into_an_empty_deployment_verifies(client, runtime, force, tmp_p
     assert fixity.returncode == 0, fixity.stdout + fixity.stderr
     counts = re.search(r"(\d+) checked, (\d+) ok, 0 failed", fixity.stdout)
     assert counts and counts.group(1) == counts.group(2)
-    assert int(counts.group(1)) >= 9  # 3 recordings × (clip, track, sidecar), posters too
+    with transaction(runtime.sessions) as s:
+        blobs = s.scalar(select(func.count()).select_from(Blob))
+    assert int(counts.group(1)) == blobs  # each blob once: 3 clips, 3 sidecars, 1 shared track
 
     from evidence_locker.db import make_engine, make_session_factory
+    from evidence_locker.storage.local import LocalBlobStore
+
+    assert LocalBlobStore(fresh / "media").legal_hold(held)  # holds travel with the media
 
     engine = make_engine(f"sqlite:///{fresh / 'locker.db'}")
     with transaction(make_session_factory(engine)) as s:

@@ -32,12 +32,12 @@ class FixityReport:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (sha256, mismatch|missing)
 
 
-def _claim(runtime: Runtime, *, batch: int, max_age: dt.timedelta) -> list[tuple[str, int]]:
+def _claim(runtime: Runtime, *, batch: int, cutoff: dt.datetime) -> list[tuple[str, int]]:
     now = runtime.clock.now()
     with transaction(runtime.sessions) as session:
         stmt = (
             select(Blob.sha256, Blob.size)
-            .where(or_(Blob.fixity_checked_at.is_(None), Blob.fixity_checked_at < now - max_age))
+            .where(or_(Blob.fixity_checked_at.is_(None), Blob.fixity_checked_at < cutoff))
             .order_by(Blob.fixity_checked_at.asc().nulls_first(), Blob.sha256)
             .limit(batch)
         )
@@ -66,10 +66,12 @@ def _check(runtime: Runtime, sha256: str, size: int) -> tuple[str, int]:
 
 def fixity_sweep(runtime: Runtime, *, batch: int = 100, max_age: dt.timedelta,
                  max_batches: int = 1) -> FixityReport:
-    """Check up to `batch × max_batches` blobs not checked within `max_age`."""
+    """Check up to `batch × max_batches` blobs not checked within `max_age` of the sweep's start
+    (so one sweep never checks a blob twice)."""
     report = FixityReport()
+    cutoff = runtime.clock.now() - max_age
     for _ in range(max_batches):
-        claimed = _claim(runtime, batch=batch, max_age=max_age)
+        claimed = _claim(runtime, batch=batch, cutoff=cutoff)
         if not claimed:
             break
         for sha256, size in claimed:
@@ -77,6 +79,7 @@ def fixity_sweep(runtime: Runtime, *, batch: int = 100, max_age: dt.timedelta,
                 state, read = _check(runtime, sha256, size)
             except StorageError as exc:
                 log.warning("fixity: cannot read %s now (%s); it stays due", sha256, exc)
+                _unclaim(runtime, sha256)
                 continue
             report.checked += 1
             report.bytes_read += read
@@ -86,6 +89,13 @@ def fixity_sweep(runtime: Runtime, *, batch: int = 100, max_age: dt.timedelta,
             else:
                 report.failures.append((sha256, state))
     return report
+
+
+def _unclaim(runtime: Runtime, sha256: str) -> None:
+    """A blob that could not be read was not checked: make it due again at once."""
+    with transaction(runtime.sessions) as session:
+        session.execute(update(Blob).where(Blob.sha256 == sha256)
+                        .values(fixity_checked_at=None))
 
 
 def _record(runtime: Runtime, sha256: str, size: int, state: str) -> None:

@@ -313,23 +313,50 @@ def refresh_state(session: Session, *, clock: Clock, actor: Actor, rec: Recordin
            object_type="recording", object_id=str(rec.id))
 
 
-def probe_file(session: Session, *, clock: Clock, store: BlobStore, file_id: int) -> None:
-    """The probe job: media facts and a poster for a clip, or the first GPS fix of a track.
+@dataclass(frozen=True)
+class _Facts:
+    result: Any  # Probed | Unreadable
+    poster: bytes | None
+
+
+def probe_job(sessions: Any, *, clock: Clock, store: BlobStore, file_id: int) -> None:
+    """Media facts and a poster for a clip, or the first GPS fix of a track. The media is read
+    outside any transaction (an S3 clip is downloaded first), so no lock is held meanwhile.
     Idempotent: a file already probed is left alone."""
-    from evidence_locker.catalogue.probe import Unreadable, make_poster, probe_media
+    from evidence_locker.db import transaction
+
+    with transaction(sessions) as session:
+        file = session.get(RecordingFile, file_id)
+        if file is None or file.deleted_at is not None or file.media_state != "pending":
+            return
+        kind, sha256 = file.kind, file.sha256
+    facts = None
+    if kind == "clip":
+        from evidence_locker.catalogue.probe import Unreadable, make_poster, probe_media
+
+        with store.local_path(sha256) as path:
+            result = probe_media(path)
+            poster = None if isinstance(result, Unreadable) else make_poster(path)
+        facts = _Facts(result, poster)
+    with transaction(sessions) as session:
+        _store_probe(session, clock=clock, store=store, file_id=file_id,
+                     facts=facts or _Facts(None, None))
+
+
+def _store_probe(session: Session, *, clock: Clock, store: BlobStore, file_id: int,
+                 facts: _Facts) -> None:
+    from evidence_locker.catalogue.probe import Unreadable
 
     file = session.get(RecordingFile, file_id)
-    if file is None or file.deleted_at is not None:
-        return
+    if file is None or file.deleted_at is not None or file.media_state != "pending":
+        return  # another worker finished it meanwhile
     rec = file.recording
     if file.kind == "track":
         _apply_track(session, clock=clock, store=store, rec=rec, file=file)
         return
-    if file.kind != "clip" or file.media_state != "pending":
+    if file.kind != "clip":
         return
-    with store.local_path(file.sha256) as path:
-        result = probe_media(path)
-        poster = None if isinstance(result, Unreadable) else make_poster(path)
+    result = facts.result
     if isinstance(result, Unreadable):
         file.media_state = "unreadable"
         file.unreadable_reason = result.reason
@@ -345,9 +372,9 @@ def probe_file(session: Session, *, clock: Clock, store: BlobStore, file_id: int
     file.height = result.height
     file.frame_rate = result.frame_rate
     file.media_created_at = result.created_at
-    if poster is not None:
-        sha = store.put_bytes(poster)
-        ensure_blob(session, sha256=sha, size=len(poster), now=clock.now())
+    if facts.poster is not None:
+        sha = store.put_bytes(facts.poster)
+        ensure_blob(session, sha256=sha, size=len(facts.poster), now=clock.now())
         file.poster_sha256 = sha
     record(session, clock=clock, actor=Actor(type="system", name="probe"),
            action="media.probed", object_type="recording", object_id=str(rec.id),

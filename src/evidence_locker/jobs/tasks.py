@@ -16,10 +16,9 @@ def register_tasks(runtime: Runtime) -> None:
     jobs = runtime.jobs
 
     def probe_file(file_id: int) -> None:
-        from evidence_locker.catalogue.service import probe_file as probe
+        from evidence_locker.catalogue.service import probe_job
 
-        with transaction(runtime.sessions) as session:
-            probe(session, clock=runtime.clock, store=runtime.store, file_id=file_id)
+        probe_job(runtime.sessions, clock=runtime.clock, store=runtime.store, file_id=file_id)
 
     def fixity() -> None:
         import datetime as dt
