@@ -20,9 +20,11 @@ from evidence_locker.accounts.roles import (
     may_view_footage_at_all,
     may_view_recording,
 )
+from evidence_locker.audit.service import Actor, record
 from evidence_locker.catalogue.models import Recording, RecordingFile
 from evidence_locker.catalogue.rules import missing_files
 from evidence_locker.catalogue.service import expected_slots, present_slots
+from evidence_locker.clock import Clock
 from evidence_locker.fleet.models import Device, Officer, Unit
 
 STATES = ("incomplete", "complete")
@@ -211,3 +213,32 @@ def summary(session: Session, rec: Recording) -> dict[str, Any]:
         "duration_seconds": sum(f.duration_seconds or 0 for f in clips) or None,
         "unreadable": any(f.media_state == "unreadable" for f in rec.files),
     }
+
+
+def search_recorded(
+    session: Session, *, clock: Clock, principal: Principal, actor: Actor, filters: Filters,
+    limit: int, cursor: str | None, via: str,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One search, as the API and the pages run it: the audit row says who searched for what."""
+    rows, next_cursor = search(session, principal=principal, filters=filters, limit=limit,
+                               cursor=cursor)
+    items = [summary(session, r) for r in rows]
+    record(session, clock=clock, actor=actor, action="recording.searched",
+           object_type="recording",
+           details={"filters": {k: v for k, v in vars(filters).items() if v is not None},
+                    "returned": len(items), "via": via})
+    return items, next_cursor
+
+
+def view_recorded(
+    session: Session, *, clock: Clock, principal: Principal, actor: Actor, recording_id: str,
+    via: str,
+) -> dict[str, Any] | None:
+    """A recording's description for someone allowed to see it (None otherwise), audited."""
+    rec = get_visible(session, principal=principal, recording_id=recording_id)
+    if rec is None:
+        return None
+    body = describe(session, rec)
+    record(session, clock=clock, actor=actor, action="recording.viewed",
+           object_type="recording", object_id=str(rec.id), details={"via": via})
+    return body

@@ -58,15 +58,12 @@ def list_recordings(
                               state=state, sha256=sha256)
     with transaction(runtime.sessions) as session:
         try:
-            rows, next_cursor = queries.search(session, principal=principal, filters=filters,
-                                               limit=limit, cursor=cursor)
+            items, next_cursor = queries.search_recorded(
+                session, clock=runtime.clock, principal=principal,
+                actor=actor_from(request, principal), filters=filters, limit=limit,
+                cursor=cursor, via="api")
         except queries.QueryError as exc:
             raise ApiError(400, "Bad request", str(exc)) from exc
-        items = [queries.summary(session, r) for r in rows]
-        record(session, clock=runtime.clock, actor=actor_from(request, principal),
-               action="recording.searched", object_type="recording",
-               details={"filters": {k: v for k, v in vars(filters).items() if v is not None},
-                        "returned": len(items)})
     return {"items": items, "next_cursor": next_cursor}
 
 
@@ -74,12 +71,11 @@ def list_recordings(
 def get_recording(recording_id: str, request: Request, principal: Viewer) -> dict[str, Any]:
     runtime = runtime_of(request)
     with transaction(runtime.sessions) as session:
-        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
-        if rec is None:
-            raise ApiError(404, "Not found", "no such recording, or not yours to see")
-        body = queries.describe(session, rec)
-        record(session, clock=runtime.clock, actor=actor_from(request, principal),
-               action="recording.viewed", object_type="recording", object_id=str(rec.id))
+        body = queries.view_recorded(session, clock=runtime.clock, principal=principal,
+                                     actor=actor_from(request, principal),
+                                     recording_id=recording_id, via="api")
+    if body is None:
+        raise ApiError(404, "Not found", "no such recording, or not yours to see")
     return body
 
 

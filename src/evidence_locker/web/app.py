@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -80,19 +80,17 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(StorageError)
-    async def storage_down(request: Request, exc: StorageError) -> Response:
-        log.error("object store failed on %s %s: %s", request.method, request.url.path, exc)
-        return problem(503, "Service Unavailable",
-                       "the object store cannot be reached; nothing unacknowledged was kept, retry",
-                       headers={"Retry-After": "30", "Tus-Resumable": TUS_VERSION})
+    def unavailable(part: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def handler(request: Request, exc: Exception) -> Response:
+            log.error("%s failed on %s %s: %s", part, request.method, request.url.path, exc)
+            return problem(503, "Service Unavailable",
+                           f"the {part} cannot be reached; nothing unacknowledged was kept, retry",
+                           headers={"Retry-After": "30", "Tus-Resumable": TUS_VERSION})
 
-    @app.exception_handler(OperationalError)
-    async def database_down(request: Request, exc: OperationalError) -> Response:
-        log.error("database failed on %s %s: %s", request.method, request.url.path, exc)
-        return problem(503, "Service Unavailable",
-                       "the database cannot be reached; nothing unacknowledged was kept, retry",
-                       headers={"Retry-After": "30", "Tus-Resumable": TUS_VERSION})
+        return handler
+
+    app.add_exception_handler(StorageError, unavailable("object store"))
+    app.add_exception_handler(OperationalError, unavailable("database"))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

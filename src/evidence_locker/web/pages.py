@@ -23,7 +23,6 @@ from evidence_locker.accounts.service import (
     create_session,
     end_session,
 )
-from evidence_locker.audit.service import record
 from evidence_locker.catalogue import queries
 from evidence_locker.db import transaction
 from evidence_locker.web.auth import (
@@ -138,15 +137,12 @@ def recordings_page(request: Request, officer: str | None = None, device: str | 
                               state=state or None)
     with transaction(runtime.sessions) as session:
         try:
-            rows, next_cursor = queries.search(session, principal=principal, filters=filters,
-                                               limit=50, cursor=cursor or None)
+            items, next_cursor = queries.search_recorded(
+                session, clock=runtime.clock, principal=principal,
+                actor=actor_from(request, principal), filters=filters, limit=50,
+                cursor=cursor or None, via="web")
         except queries.QueryError as exc:
             raise ApiError(400, "Bad request", str(exc)) from exc
-        items = [queries.summary(session, r) for r in rows]
-        record(session, clock=runtime.clock, actor=actor_from(request, principal),
-               action="recording.searched", object_type="recording",
-               details={"filters": {k: v for k, v in vars(filters).items() if v is not None},
-                        "returned": len(items), "via": "web"})
     return _render(request, "recordings.html", {
         "items": items, "next_cursor": next_cursor,
         "filters": {"officer": officer or "", "device": device or "", "state": state or ""},
@@ -162,12 +158,10 @@ def recording_page(recording_id: str, request: Request, clip: int = 1) -> Respon
         return _render(request, "no_footage.html", {}, status=403)
     runtime = runtime_of(request)
     with transaction(runtime.sessions) as session:
-        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
-        if rec is None:
-            return _render(request, "not_found.html", {}, status=404)
-        body = queries.describe(session, rec)
-        record(session, clock=runtime.clock, actor=actor_from(request, principal),
-               action="recording.viewed", object_type="recording", object_id=str(rec.id),
-               details={"via": "web"})
+        body = queries.view_recorded(session, clock=runtime.clock, principal=principal,
+                                     actor=actor_from(request, principal),
+                                     recording_id=recording_id, via="web")
+    if body is None:
+        return _render(request, "not_found.html", {}, status=404)
     clips = [f for f in body["files"] if f["kind"] == "clip"]
     return _render(request, "recording.html", {"r": body, "clips": clips, "clip": clip})
