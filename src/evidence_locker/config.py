@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     storage_url: str | None = None
     queue_url: str | None = None
 
+    # PostgreSQL connections per process; behind PgBouncer (transaction mode, before 1.21) set
+    # database_server_side_prepare = false.
+    database_pool_size: int = 10
+    database_max_overflow: int = 20
+    database_server_side_prepare: bool = True
+
     force_name: str = "Demo Constabulary"
     # The force's zone: times are stored in UTC and displayed in this zone.
     timezone: str = "Europe/London"

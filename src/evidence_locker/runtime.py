@@ -32,7 +32,10 @@ class Runtime:
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url,
+                         pool_size=settings.database_pool_size,
+                         max_overflow=settings.database_max_overflow,
+                         server_side_prepare=settings.database_server_side_prepare)
     runtime = Runtime(
         settings=settings,
         engine=engine,
