@@ -41,8 +41,8 @@ class Recording(Base):
     __table_args__ = (
         UniqueConstraint("device_serial", "camera_recording_id"),
         Index("ix_recordings_sort", "sort_at", "id"),
-        Index("ix_recordings_officer_started", "officer_id", "started_at"),
-        Index("ix_recordings_unit_started", "unit_id", "started_at"),
+        Index("ix_recordings_officer_sort", "officer_id", "sort_at", "id"),
+        Index("ix_recordings_unit_sort", "unit_id", "sort_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

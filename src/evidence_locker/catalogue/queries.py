@@ -10,8 +10,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, false, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, false, or_, select, tuple_
+from sqlalchemy.orm import Session, selectinload
 
 from evidence_locker.accounts.roles import (
     Principal,
@@ -110,10 +110,11 @@ def search(
             select(RecordingFile.recording_id).where(RecordingFile.sha256 == f.sha256.lower())))
     if cursor:
         at, rid = decode_cursor(cursor)
-        stmt = stmt.where(or_(Recording.sort_at < at,
-                              and_(Recording.sort_at == at, Recording.id < rid)))
+        # A row comparison, so the database can seek in (…, sort_at, id) instead of filtering.
+        stmt = stmt.where(tuple_(Recording.sort_at, Recording.id) < tuple_(at, rid))
     rows = list(session.scalars(
-        stmt.order_by(Recording.sort_at.desc(), Recording.id.desc()).limit(limit + 1)))
+        stmt.order_by(Recording.sort_at.desc(), Recording.id.desc()).limit(limit + 1)
+        .options(selectinload(Recording.files))))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -222,7 +223,14 @@ def search_recorded(
     """One search, as the API and the pages run it: the audit row says who searched for what."""
     rows, next_cursor = search(session, principal=principal, filters=filters, limit=limit,
                                cursor=cursor)
+    # One query each for the page's officers and units, not one per row; the lists keep them
+    # alive in the session's identity map while the summaries are built.
+    officers = list(session.scalars(select(Officer).where(
+        Officer.id.in_({r.officer_id for r in rows if r.officer_id}))))
+    units = list(session.scalars(select(Unit).where(
+        Unit.id.in_({r.unit_id for r in rows if r.unit_id}))))
     items = [summary(session, r) for r in rows]
+    del officers, units
     record(session, clock=clock, actor=actor, action="recording.searched",
            object_type="recording",
            details={"filters": {k: v for k, v in vars(filters).items() if v is not None},
