@@ -51,8 +51,10 @@ class Lease:
         self.upload_id = upload_id
         self.owner = _owner()
         self.until: dt.datetime | None = None
+        self.upload: Upload | None = None  # the row as it stood when the lease was taken
 
-    def acquire(self) -> None:
+    def acquire(self) -> Upload:
+        """Take the lease and return the upload row as it stands under it (one transaction)."""
         now = self.runtime.clock.now()
         until = now + dt.timedelta(seconds=LEASE_SECONDS)
         with transaction(self.runtime.sessions) as session:
@@ -67,7 +69,11 @@ class Lease:
             if got.rowcount != 1:  # type: ignore[attr-defined]
                 raise TusError(423, "Upload locked",
                                "another request is writing this upload; retry shortly")
+            upload = session.get(Upload, self.upload_id)
+            assert upload is not None
         self.until = until
+        self.upload = upload
+        return upload
 
     def renew_if_due(self) -> None:
         """Called as bytes arrive: a long PATCH keeps its lease."""
