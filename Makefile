@@ -29,7 +29,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -m "not browser and not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff check --no-cache src tests $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

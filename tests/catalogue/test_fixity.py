@@ -7,9 +7,9 @@ import hashlib
 import os
 import stat
 
-from cat_helpers import record_camera
 from sqlalchemy import select
 
+from cat_helpers import record_camera
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.catalogue.fixity import fixity_failures, fixity_sweep
 from evidence_locker.catalogue.models import Blob, RecordingFile

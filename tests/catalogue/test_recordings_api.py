@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from cat_helpers import record_camera, send, sidecar, track
 from sqlalchemy import select
 
+from cat_helpers import record_camera, send, sidecar, track
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
 

@@ -10,10 +10,10 @@ import os
 
 import pytest
 from sqlalchemy import update
-from tus_helpers import auth, meta_header, patch
 
 from evidence_locker.db import transaction
 from evidence_locker.ingest.models import Upload
+from tus_helpers import auth, meta_header, patch
 
 # The sparse file is a local-filesystem trick; S3 multipart over 4 GiB is the storage suite's.
 pytestmark = [pytest.mark.slow, pytest.mark.embedded_only]

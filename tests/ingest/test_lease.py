@@ -9,12 +9,12 @@ import sys
 
 import pytest
 from sqlalchemy import update
-from tus_helpers import auth, create, patch
 
 from evidence_locker.db import transaction
 from evidence_locker.ingest.lease import HOST, Lease, holder_is_dead
 from evidence_locker.ingest.models import Upload
 from evidence_locker.ingest.tus import TusError
+from tus_helpers import auth, create, patch
 
 DATA = b"0123456789" * 100
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tus_helpers import auth, b64
 from tusclient import client as tus_client
 from tusclient.storage.filestorage import FileStorage
 
 from live_server import LiveServer, free_port, locker
+from tus_helpers import auth, b64
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live-server")]
 

@@ -8,7 +8,6 @@ import hashlib
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from tus_helpers import OCTETS, TUS, auth, b64, checksum, create, meta_header, patch, upload
 
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.catalogue.models import Blob, Recording, RecordingFile
@@ -16,6 +15,7 @@ from evidence_locker.db import transaction
 from evidence_locker.ingest.models import Upload
 from evidence_locker.ingest.service import expire_uploads
 from evidence_locker.runtime import Runtime
+from tus_helpers import OCTETS, TUS, auth, b64, checksum, create, meta_header, patch, upload
 
 DATA = b"not really an mp4 but bytes from a camera " * 100
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tus_helpers import auth, b64
 
 from live_server import LiveServer, free_port, locker
+from tus_helpers import auth, b64
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live-server")]
 MiB = 1024 * 1024
