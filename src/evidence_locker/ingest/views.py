@@ -5,6 +5,8 @@ Raw request streaming (no framework body parsing) keeps memory flat and throughp
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 from anyio import to_thread
@@ -153,6 +155,10 @@ async def _receive(request: Request, *, principal: Principal, upload_id: str,
     )
     await to_thread.run_sync(receiver.open)
     started_at = receiver.start
+    loop = asyncio.get_running_loop()
+    # One buffer is hashed and written in a worker thread while the event loop receives the
+    # next: receiving and hashing/writing overlap, and one write at a time keeps the order.
+    inflight: asyncio.Future[None] | None = None
     try:
         body_complete = True
         pending: list[bytes] = []
@@ -166,15 +172,23 @@ async def _receive(request: Request, *, principal: Principal, upload_id: str,
                 if size >= FLUSH_BYTES:
                     data = b"".join(pending)
                     pending, size = [], 0
-                    await to_thread.run_sync(receiver.write, data)
+                    if inflight is not None:
+                        await inflight
+                    inflight = loop.run_in_executor(None, receiver.write, data)
         except ClientDisconnect:
             body_complete = False
+        if inflight is not None:
+            await inflight
+            inflight = None
         if pending:
             await to_thread.run_sync(receiver.write, b"".join(pending))
         last_byte = time.monotonic()
         outcome = await to_thread.run_sync(
             lambda: receiver.commit(body_complete=body_complete))
     except BaseException:
+        if inflight is not None:
+            with contextlib.suppress(Exception):
+                await inflight  # never truncate while a write is still running
         await to_thread.run_sync(receiver.abort)
         raise
     finally:
