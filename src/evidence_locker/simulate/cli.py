@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from evidence_locker.simulate.camera import simulate_camera
-
 app = typer.Typer(
     help="Simulate devices: write what they would produce, without any hardware.",
     no_args_is_help=True,
@@ -76,6 +74,9 @@ def camera(
         raise typer.BadParameter(
             "must be a positive number of seconds", param_hint="'--clip-seconds'"
         )
+    # PyAV (FFmpeg) is loaded only when footage is made: `locker serve` need not carry it.
+    from evidence_locker.simulate.camera import simulate_camera
+
     try:
         written = simulate_camera(
             serial=serial,
