@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evidence_locker.accounts.service import Passwords, create_api_token, create_user
 from evidence_locker.audit.service import Actor
-from evidence_locker.clock import FixedClock
+from evidence_locker.clock import Clock, FixedClock
 from evidence_locker.config import Settings
 from evidence_locker.db import transaction
 from evidence_locker.fleet import service as fleet
@@ -82,3 +85,23 @@ def make_force(runtime: Runtime) -> Force:
     return Force(dock_token, other, tokens, passwords)
 
 
+
+
+@contextmanager
+def serving(data_dir: Path, clock: Clock, **overrides: object) -> Iterator[tuple[Runtime, Any]]:
+    """A migrated runtime on these settings and a client of its app, closed afterwards (for
+    tests that point one part of the deployment at a server of their own)."""
+    from fastapi.testclient import TestClient
+
+    from evidence_locker.db import upgrade
+    from evidence_locker.runtime import build_runtime
+    from evidence_locker.web.app import create_app
+
+    settings = make_settings(data_dir, **overrides)
+    upgrade(settings.resolved_database_url)
+    runtime = build_runtime(settings, clock=clock)
+    try:
+        with TestClient(create_app(runtime, background=False)) as client:
+            yield runtime, client
+    finally:
+        runtime.close()

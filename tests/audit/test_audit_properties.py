@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from evidence_locker import db
 from evidence_locker.audit.chain import GENESIS_HASH, event_digest
+from evidence_locker.audit.models import AuditEvent
 from evidence_locker.audit.service import Actor, record
 from evidence_locker.clock import FixedClock
 
@@ -120,7 +121,11 @@ def _different(data: st.DataObject, field: str, old: Any, max_id: int) -> Any:
     if field == "occurred_at":
         shift = data.draw(st.integers(min_value=1, max_value=10**15) | st.integers(-(10**15), -1))
         return old + dt.timedelta(microseconds=shift)
-    values = text if field in NOT_NULL else maybe_text
+    # What an attacker with SQL can write: the column's length, and no NUL (which PostgreSQL's
+    # text types refuse; SQLite would take it).
+    limit = getattr(AuditEvent.__table__.c[field].type, "length", None)
+    edited = st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=limit or 24)
+    values = edited if field in NOT_NULL else st.none() | edited
     return data.draw(values.filter(lambda v: v != old))
 
 

@@ -7,12 +7,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
-from evidence_locker.db import upgrade
-from evidence_locker.runtime import build_runtime
-from evidence_locker.web.app import create_app
-from support import make_force, make_settings
+from support import make_force, serving
 from tus_helpers import auth, create, patch
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale_out_only]
@@ -33,30 +29,24 @@ def own_postgres() -> Iterator[object]:
 def test_ingest_recovers_after_a_database_restart(own_postgres, deployment, tmp_path,
                                                   clock) -> None:
     pg = own_postgres
-    settings = make_settings(tmp_path / "var", **{**deployment.overrides,
-                                                  "database_url": pg.database_url})  # type: ignore[attr-defined]
-    upgrade(settings.resolved_database_url)
-    runtime = build_runtime(settings, clock=clock)
-    try:
-        with TestClient(create_app(runtime, background=False)) as client:
-            token = make_force(runtime).dock_token
-            data = os.urandom(2 * MiB)
-            url = create(client, token, data)
-            assert patch(client, token, url, 0, data[:MiB]).status_code == 204
+    overrides = {**deployment.overrides, "database_url": pg.database_url}  # type: ignore[attr-defined]
+    with serving(tmp_path / "var", clock, **overrides) as (runtime, client):
+        token = make_force(runtime).dock_token
+        data = os.urandom(2 * MiB)
+        url = create(client, token, data)
+        assert patch(client, token, url, 0, data[:MiB]).status_code == 204
 
-            pg.crash()  # type: ignore[attr-defined]
-            down = patch(client, token, url, MiB, data[MiB:])
-            assert down.status_code == 503
-            assert down.headers["retry-after"]
-            assert client.get("/readyz").json()["checks"]["database"].startswith("error")
+        pg.crash()  # type: ignore[attr-defined]
+        down = patch(client, token, url, MiB, data[MiB:])
+        assert down.status_code == 503
+        assert down.headers["retry-after"]
+        assert client.get("/readyz").json()["checks"]["database"].startswith("error")
 
-            pg.restart()  # type: ignore[attr-defined]
-            assert client.get("/readyz").status_code == 200
-            head = client.head(url, headers=auth(token))
-            assert head.status_code == 200, (head.status_code, head.headers)
-            assert head.headers["upload-offset"] == str(MiB)
-            done = patch(client, token, url, MiB, data[MiB:])
-            assert done.status_code == 204, done.text
-            assert done.headers["locker-outcome"] == "stored"
-    finally:
-        runtime.close()
+        pg.restart()  # type: ignore[attr-defined]
+        assert client.get("/readyz").status_code == 200
+        head = client.head(url, headers=auth(token))
+        assert head.status_code == 200, (head.status_code, head.headers)
+        assert head.headers["upload-offset"] == str(MiB)
+        done = patch(client, token, url, MiB, data[MiB:])
+        assert done.status_code == 204, done.text
+        assert done.headers["locker-outcome"] == "stored"

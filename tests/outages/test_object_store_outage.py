@@ -9,12 +9,8 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
-from evidence_locker.db import upgrade
-from evidence_locker.runtime import build_runtime
-from evidence_locker.web.app import create_app
-from support import make_force, make_settings
+from support import make_force, serving
 from tus_helpers import auth, create, patch
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale_out_only,
@@ -42,33 +38,27 @@ def test_upload_survives_an_object_store_outage(own_seaweedfs, deployment, tmp_p
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.ingest.access_key)  # type: ignore[attr-defined]
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.ingest.secret_key)  # type: ignore[attr-defined]
     storage_url = f"s3://{bucket}?endpoint_url={server.endpoint}&region={server.region}"  # type: ignore[attr-defined]
-    settings = make_settings(tmp_path / "var",
-                             **{**deployment.overrides, "storage_url": storage_url})
-    upgrade(settings.resolved_database_url)
-    runtime = build_runtime(settings, clock=clock)
-    try:
-        with TestClient(create_app(runtime, background=False)) as client:
-            token = make_force(runtime).dock_token
-            data = os.urandom(3 * MiB)
-            url = create(client, token, data)
-            assert patch(client, token, url, 0, data[:MiB]).status_code == 204
+    with serving(tmp_path / "var", clock,
+                 **{**deployment.overrides, "storage_url": storage_url}) as (runtime, client):
+        token = make_force(runtime).dock_token
+        data = os.urandom(3 * MiB)
+        url = create(client, token, data)
+        assert patch(client, token, url, 0, data[:MiB]).status_code == 204
 
-            server.crash()  # type: ignore[attr-defined]
-            down = patch(client, token, url, MiB, data[MiB:2 * MiB])
-            assert down.status_code == 503
-            assert down.headers["retry-after"]
-            assert down.headers["content-type"] == "application/problem+json"
-            ready = client.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["checks"]["storage"].startswith("error")
+        server.crash()  # type: ignore[attr-defined]
+        down = patch(client, token, url, MiB, data[MiB:2 * MiB])
+        assert down.status_code == 503
+        assert down.headers["retry-after"]
+        assert down.headers["content-type"] == "application/problem+json"
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["storage"].startswith("error")
 
-            server.restart()  # type: ignore[attr-defined]
-            assert client.get("/readyz").status_code == 200
-            head = client.head(url, headers=auth(token))
-            assert head.headers["upload-offset"] == str(MiB)  # what was acknowledged survived
-            done = patch(client, token, url, MiB, data[MiB:])
-            assert done.status_code == 204, done.text
-            stored = b"".join(runtime.store.read_range(hashlib.sha256(data).hexdigest()))
-            assert stored == data
-    finally:
-        runtime.close()
+        server.restart()  # type: ignore[attr-defined]
+        assert client.get("/readyz").status_code == 200
+        head = client.head(url, headers=auth(token))
+        assert head.headers["upload-offset"] == str(MiB)  # what was acknowledged survived
+        done = patch(client, token, url, MiB, data[MiB:])
+        assert done.status_code == 204, done.text
+        stored = b"".join(runtime.store.read_range(hashlib.sha256(data).hexdigest()))
+        assert stored == data

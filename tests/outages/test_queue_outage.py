@@ -8,15 +8,11 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
-from evidence_locker.db import upgrade
 from evidence_locker.dock.client import TusClient, upload_camera_folder
 from evidence_locker.jobs.tasks import requeue_stalled_jobs
-from evidence_locker.runtime import build_runtime
 from evidence_locker.simulate.camera import simulate_camera
-from evidence_locker.web.app import create_app
-from support import make_force, make_settings
+from support import make_force, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale_out_only]
 
@@ -36,30 +32,25 @@ def test_uploads_complete_while_the_queue_is_down(own_redis, deployment, tmp_pat
                                                   clock) -> None:
     redis = own_redis
     queue_url = f"{redis.url}?name=outage-{secrets.token_hex(3)}"  # type: ignore[attr-defined]
-    settings = make_settings(tmp_path / "var", **{**deployment.overrides, "queue_url": queue_url})
-    upgrade(settings.resolved_database_url)
-    runtime = build_runtime(settings, clock=clock)
-    try:
-        with TestClient(create_app(runtime, background=False)) as client:
-            force = make_force(runtime)
-            folder = tmp_path / "cam"
-            simulate_camera(serial="CAM-1", officer="1001", out=folder, recordings=1,
-                            seconds=1, resolution=(160, 90), fps=5)
-            redis.crash()  # type: ignore[attr-defined]
-            assert client.get("/readyz").json()["checks"]["queue"].startswith("error")
-            tus = TusClient(str(client.base_url), force.dock_token, http=client)
-            done = upload_camera_folder(tus, folder, log_line=lambda _: None)
-            assert [u.outcome for u in done] == ["stored"] * 3
-            rid = done[-1].recording_id
+    with serving(tmp_path / "var", clock,
+                 **{**deployment.overrides, "queue_url": queue_url}) as (runtime, client):
+        force = make_force(runtime)
+        folder = tmp_path / "cam"
+        simulate_camera(serial="CAM-1", officer="1001", out=folder, recordings=1,
+                        seconds=1, resolution=(160, 90), fps=5)
+        redis.crash()  # type: ignore[attr-defined]
+        assert client.get("/readyz").json()["checks"]["queue"].startswith("error")
+        tus = TusClient(str(client.base_url), force.dock_token, http=client)
+        done = upload_camera_folder(tus, folder, log_line=lambda _: None)
+        assert [u.outcome for u in done] == ["stored"] * 3
+        rid = done[-1].recording_id
 
-            redis.restart()  # type: ignore[attr-defined]
-            assert client.get("/readyz").status_code == 200
-            assert runtime.jobs.pending() == 0  # those jobs were never sent
-            clock.advance(dt.timedelta(minutes=settings.stalled_job_minutes + 1))
-            assert requeue_stalled_jobs(runtime) == 2
-            assert runtime.jobs.run_pending() == 2
-            body = client.get(f"/api/v1/recordings/{rid}", headers={
-                "Authorization": f"Bearer {force.tokens['standards']}"}).json()
-            assert [f["media_state"] for f in body["files"] if f["kind"] == "clip"] == ["ready"]
-    finally:
-        runtime.close()
+        redis.restart()  # type: ignore[attr-defined]
+        assert client.get("/readyz").status_code == 200
+        assert runtime.jobs.pending() == 0  # those jobs were never sent
+        clock.advance(dt.timedelta(minutes=runtime.settings.stalled_job_minutes + 1))
+        assert requeue_stalled_jobs(runtime) == 2
+        assert runtime.jobs.run_pending() == 2
+        body = client.get(f"/api/v1/recordings/{rid}", headers={
+            "Authorization": f"Bearer {force.tokens['standards']}"}).json()
+        assert [f["media_state"] for f in body["files"] if f["kind"] == "clip"] == ["ready"]
