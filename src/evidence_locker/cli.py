@@ -34,6 +34,15 @@ def _simulate_app() -> typer.Typer:
 app.add_typer(_simulate_app(), name="simulate", help="Simulated cameras for tests and demos.")
 
 
+def _dock_command() -> None:
+    from evidence_locker.dock.cli import dock
+
+    app.command("dock")(dock)
+
+
+_dock_command()
+
+
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here

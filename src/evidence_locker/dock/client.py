@@ -168,8 +168,8 @@ def upload_camera_folder(client: TusClient, folder: Path,
 
     results: list[Uploaded] = []
     for sidecar_path in sorted(folder.glob("*.json")):
-        if sidecar_path.name.endswith(".track.json"):
-            continue
+        if sidecar_path.name.endswith(".track.json") or sidecar_path.name == "device.json":
+            continue  # a GPS track, or the camera's health report (see dock/camera.py)
         sc = Sidecar.model_validate_json(sidecar_path.read_bytes())
         base = {"device": sc.device.serial, "recording": sc.recording_id}
         items: list[tuple[Path, str, int]] = [

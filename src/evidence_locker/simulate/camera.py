@@ -77,6 +77,10 @@ def simulate_camera(
     pre_event_seconds: float = 30.0,
     seed: int = 0,
     gap_seconds: float = 120.0,
+    clock_offset_seconds: float = 0.0,
+    battery_percent: int | None = None,
+    capacity_bytes: int = 64 * 1024**3,
+    device_status: bool = False,
 ) -> list[SimulatedRecording]:
     """Write ``recordings`` recordings of ``seconds`` each into ``out`` and describe them.
 
@@ -89,6 +93,11 @@ def simulate_camera(
     Content (pattern, tone, GPS walk, trigger reasons, bookmarks) depends only on ``seed``,
     ``serial`` and the arguments; the files are not guaranteed to be byte-identical across
     library versions. Raises ``ValueError`` for arguments no camera could produce.
+
+    The camera's clock runs ``clock_offset_seconds`` ahead of true time (negative: behind): the
+    default recordings end about *camera* now. With ``device_status`` the folder also holds
+    ``device.json`` (the camera's health and clock, :mod:`evidence_locker.dock.camera`), as a
+    docked camera shows it to its dock.
     """
     zone = _validate(
         serial=serial,
@@ -104,8 +113,13 @@ def simulate_camera(
         gap_seconds=gap_seconds,
     )
     step = dt.timedelta(seconds=seconds + gap_seconds)
+    if not math.isfinite(clock_offset_seconds) or abs(clock_offset_seconds) > 10 * 365 * 86400:
+        raise ValueError("clock_offset_seconds must be within ten years")
+    if battery_percent is not None and not 0 <= battery_percent <= 100:
+        raise ValueError("battery_percent must be between 0 and 100")
     if start is None:
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        now = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=clock_offset_seconds)).replace(
+            microsecond=0)
         first = now - recordings * step + dt.timedelta(seconds=gap_seconds)
     elif start.tzinfo is None:
         first = start.replace(tzinfo=zone).astimezone(dt.UTC)
@@ -143,7 +157,48 @@ def simulate_camera(
                 walker=walker,
             )
         )
+    if device_status:
+        write_device_status(
+            out, serial=serial, model=model, firmware=firmware,
+            battery_percent=(battery_percent if battery_percent is not None
+                             else rng.randint(20, 100)),
+            capacity_bytes=capacity_bytes, clock_offset_seconds=clock_offset_seconds)
     return written
+
+
+def write_device_status(
+    out: Path,
+    *,
+    serial: str,
+    model: str | None = "EL-SIM-1",
+    firmware: str | None = "1.4.2",
+    battery_percent: int | None = None,
+    capacity_bytes: int = 64 * 1024**3,
+    clock_offset_seconds: float = 0.0,
+) -> Path:
+    """Write ``device.json``, the camera's report of itself that a dock reads at docking.
+
+    Free space is the capacity less what the folder holds now.
+    """
+    from evidence_locker.dock.camera import DEVICE_FILE, DEVICE_SCHEMA
+
+    used = sum(e.stat().st_size for e in os.scandir(out)
+               if e.is_file() and e.name != DEVICE_FILE)
+    camera_now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=clock_offset_seconds)
+    doc = {
+        "schema": DEVICE_SCHEMA,
+        "serial": serial,
+        "model": model,
+        "firmware": firmware,
+        "battery_percent": battery_percent,
+        "capacity_bytes": capacity_bytes,
+        "free_bytes": max(0, capacity_bytes - used),
+        "clock_offset_seconds": clock_offset_seconds,
+        "written_at": camera_now.replace(microsecond=0).isoformat(),
+    }
+    path = out / DEVICE_FILE
+    _write_atomically(path, (json.dumps(doc, indent=2) + "\n").encode())
+    return path
 
 
 def _validate(

@@ -66,6 +66,15 @@ def camera(
     ),
     gap_seconds: Annotated[float, typer.Option(min=0, help="Pause between recordings.")] = 120.0,
     seed: Annotated[int, typer.Option(help="Seed for the GPS walk, triggers, bookmarks.")] = 0,
+    clock_offset: Annotated[
+        float, typer.Option(help="Seconds the camera's clock runs ahead of true time.")
+    ] = 0.0,
+    battery: Annotated[
+        int | None, typer.Option(min=0, max=100, help="Battery percent in device.json.")
+    ] = None,
+    device_status: Annotated[
+        bool, typer.Option(help="Also write device.json: health and clock, as when docked.")
+    ] = False,
 ) -> None:
     """Write recordings (MP4 clips, GPS track, sidecar) as a body-worn camera stores them."""
     if not seconds > 0:
@@ -92,6 +101,9 @@ def camera(
             timezone=timezone,
             gap_seconds=gap_seconds,
             seed=seed,
+            clock_offset_seconds=clock_offset,
+            battery_percent=battery,
+            device_status=device_status,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
