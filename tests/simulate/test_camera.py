@@ -181,3 +181,41 @@ def test_the_simulate_app_on_its_own_prints_a_line_per_recording(tmp_path: Path)
                                        "--out", str(tmp_path / "x"), "--seconds", "-3"])
     assert bad.exit_code == 2 and "--seconds" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_docked_camera_reports_its_health_and_clock(tmp_path: Path) -> None:
+    from evidence_locker.dock.camera import read_camera_clock, read_device_status
+
+    made = simulate_camera(serial="BWV-11", officer="1", out=tmp_path, recordings=1, seconds=1,
+                           resolution=(64, 36), fps=5, clock_offset_seconds=-75.0,
+                           battery_percent=64, capacity_bytes=10**9, device_status=True)
+    status = read_device_status(tmp_path)
+    assert status is not None
+    assert (status.serial, status.model, status.firmware) == ("BWV-11", "EL-SIM-1", "1.4.2")
+    assert status.battery_percent == 64 and status.capacity_bytes == 10**9
+    held = sum(p.stat().st_size for p in tmp_path.iterdir() if p.name != "device.json")
+    assert status.free_bytes == 10**9 - held
+    camera_now = read_camera_clock(status)
+    assert camera_now is not None
+    assert abs((camera_now - dt.datetime.now(dt.UTC)).total_seconds() + 75) < 5
+    # Without a start, the recordings end about *camera* now: 75 s behind true time.
+    sc = Sidecar.model_validate_json(made[0].sidecar.read_bytes())
+    assert sc.stopped_at is not None
+    assert abs((sc.stopped_at - camera_now).total_seconds()) < 10
+    # Without device_status the folder holds only the recordings, as before.
+    plain = simulate_camera(serial="BWV-12", officer="1", out=tmp_path / "p", recordings=1,
+                            seconds=1, resolution=(64, 36), fps=5)
+    assert not (tmp_path / "p" / "device.json").exists() and plain
+
+
+def test_the_cli_writes_device_status_on_request(tmp_path: Path) -> None:
+    import json
+
+    ok = CliRunner().invoke(app, ["simulate", "camera", "--serial", "BWV-13", "--officer", "1",
+                                  "--out", str(tmp_path), "--recordings", "1", "--seconds", "1",
+                                  "--resolution", "64x36", "--fps", "5", "--device-status",
+                                  "--clock-offset", "12.5", "--battery", "40"])
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads((tmp_path / "device.json").read_text())
+    assert doc["schema"] == "evidence-locker.camera-device/1"
+    assert doc["clock_offset_seconds"] == 12.5 and doc["battery_percent"] == 40
