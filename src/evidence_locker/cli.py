@@ -13,7 +13,7 @@ import typer
 from evidence_locker.accounts.cli import tokens_app, users_app
 from evidence_locker.audit.cli import app as audit_app
 from evidence_locker.config import Settings
-from evidence_locker.fleet.cli import docks_app
+from evidence_locker.fleet.cli import docks_app, fleet_app
 
 app = typer.Typer(help="Evidence Locker: body-worn video evidence management.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -22,6 +22,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(docks_app, name="docks")
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(audit_app, name="audit")
 
 

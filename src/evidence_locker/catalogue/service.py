@@ -20,7 +20,9 @@ from evidence_locker.catalogue.rules import Slot, correct_camera_time, missing_f
 from evidence_locker.catalogue.sidecar import Sidecar, Track
 from evidence_locker.clock import Clock
 from evidence_locker.config import Settings
-from evidence_locker.fleet.models import Device, Officer, Unit
+from evidence_locker.fleet.models import AttributionConflict, Device, Officer, Unit
+from evidence_locker.fleet.rules import attribution_instant
+from evidence_locker.fleet.service import assignment_at
 from evidence_locker.storage.base import BlobStore
 
 log = logging.getLogger(__name__)
@@ -84,22 +86,131 @@ def _get_or_create_recording(
     if device.needs_review:
         _note(rec, f"device {device_serial} is not in the fleet register")
     rec.device_id = device.id
-    if device.issued_to_officer_id is not None:
-        _attribute(session, rec, device.issued_to_officer_id)
     session.add(rec)
     session.flush()
+    # Until the sidecar says when it recorded, the assignment at receipt attributes it.
+    attribute(session, clock=clock, actor=actor, rec=rec, audited=False)
     record(session, clock=clock, actor=actor, action="recording.created",
            object_type="recording", object_id=str(rec.id),
-           details={"device": device_serial, "camera_recording_id": camera_recording_id})
+           details={"device": device_serial, "camera_recording_id": camera_recording_id,
+                    "officer_id": rec.officer_id})
     return rec, True
 
 
-def _attribute(session: Session, rec: Recording, officer_id: int) -> None:
-    officer = session.get(Officer, officer_id)
-    if officer is None:
+# Notes that attribution writes (never containing "; ", which separates notes), replaced each
+# time it is worked out again.
+_ATTRIBUTION_PREFIXES = ("camera says officer ", "no assignment in the register covers ",
+                         "camera clock suspect: attributed ")
+_UNKNOWN_OFFICER = " named by the camera is not in the register"
+
+
+def _drop_attribution_notes(rec: Recording) -> None:
+    notes = [n for n in rec.attribution_issues.split("; ") if n]
+    rec.attribution_issues = "; ".join(
+        n for n in notes
+        if not (n.startswith(_ATTRIBUTION_PREFIXES) or n.endswith(_UNKNOWN_OFFICER)))
+
+
+def attribute(session: Session, *, clock: Clock, actor: Actor, rec: Recording,
+              audited: bool = True) -> bool:
+    """Attribute a recording to the officer who had the camera when it recorded: the register's
+    assignment at the corrected start (at receipt while the start is unknown or the clock is
+    suspect). The register wins over the camera's sidecar; a disagreement, or a camera naming
+    an officer when the register names no one, is noted on the recording and kept as an
+    attribution conflict for the fleet administrator. Idempotent: worked out again whenever the
+    time or the register changes. Returns whether the officer changed."""
+    at, basis = attribution_instant(started_at=rec.started_at, clock_suspect=rec.clock_suspect,
+                                    received_at=rec.received_at)
+    assignment = (None if rec.device_id is None
+                  else assignment_at(session, device_id=rec.device_id, at=at))
+    said = rec.reported_officer
+    camera = (session.scalars(select(Officer).where(Officer.collar == said)).one_or_none()
+              if said else None)
+    _drop_attribution_notes(rec)
+    if said and camera is None:
+        _note(rec, f"officer {said}{_UNKNOWN_OFFICER}")
+    conflict: tuple[str, str] | None = None
+    officer_id: int | None
+    if assignment is not None:
+        officer_id = assignment.officer_id
+        if said and (camera is None or camera.id != officer_id):
+            holder = session.get(Officer, officer_id)
+            text = (f"camera says officer {said}, the register says "
+                    f"{holder.collar if holder else officer_id} had it at {at.isoformat()}")
+            conflict = ("mismatch", text)
+    elif camera is not None:
+        officer_id = camera.id
+        text = (f"no assignment in the register covers {at.isoformat()}, "
+                f"attributed to {said} as the camera says")
+        conflict = ("unassigned", text)
+    else:
+        officer_id = None
+    if conflict is not None:
+        _note(rec, conflict[1])
+    if basis == "clock-suspect" and officer_id is not None:
+        _note(rec, "camera clock suspect: attributed by who had the camera when it was received")
+    previous = rec.officer_id
+    officer = None if officer_id is None else session.get(Officer, officer_id)
+    rec.officer_id = None if officer is None else officer.id
+    rec.unit_id = None if officer is None else officer.unit_id
+    _keep_conflict(session, clock=clock, actor=actor, rec=rec, conflict=conflict,
+                   register_officer_id=None if assignment is None else assignment.officer_id,
+                   at=at)
+    changed = previous != rec.officer_id
+    if changed and audited:
+        record(session, clock=clock, actor=actor, action="recording.attributed",
+               object_type="recording", object_id=str(rec.id),
+               details={"officer_id": [previous, rec.officer_id], "basis": basis,
+                        "at": at.isoformat(),
+                        "assignment_id": None if assignment is None else assignment.id})
+    return changed
+
+
+def _keep_conflict(session: Session, *, clock: Clock, actor: Actor, rec: Recording,
+                   conflict: tuple[str, str] | None, register_officer_id: int | None,
+                   at: dt.datetime) -> None:
+    row = session.scalars(select(AttributionConflict)
+                          .where(AttributionConflict.recording_id == rec.id)).one_or_none()
+    if conflict is None:
+        if row is not None:
+            session.delete(row)
+            record(session, clock=clock, actor=actor, action="recording.attribution_agreed",
+                   object_type="recording", object_id=str(rec.id),
+                   details={"conflict_id": row.id, "kind": row.kind})
         return
-    rec.officer_id = officer.id
-    rec.unit_id = officer.unit_id
+    kind, text = conflict
+    if row is None:
+        row = AttributionConflict(recording_id=rec.id, detected_at=clock.now())
+        session.add(row)
+    elif (row.kind, row.register_officer_id, row.camera_officer, row.note) == (
+            kind, register_officer_id, rec.reported_officer, text):
+        return
+    row.device_id = rec.device_id
+    row.kind = kind
+    row.register_officer_id = register_officer_id
+    row.camera_officer = rec.reported_officer
+    row.recorded_at = at
+    row.note = text
+    session.flush()
+    record(session, clock=clock, actor=actor, action="recording.attribution_conflict",
+           object_type="recording", object_id=str(rec.id),
+           details={"conflict_id": row.id, "kind": kind, "camera_officer": rec.reported_officer,
+                    "register_officer_id": register_officer_id, "at": at.isoformat()})
+
+
+def reattribute_device(session: Session, *, clock: Clock, actor: Actor, device: Device,
+                       since: dt.datetime, until: dt.datetime | None) -> int:
+    """Attribute again the recordings of one camera whose attributing instant may lie in
+    [since, until) after its assignments changed. Bounded by one camera's recordings (found
+    through the (device_serial, camera_recording_id) index). Returns how many changed hands."""
+    def window(col: Any) -> Any:
+        return (col >= since) if until is None else ((col >= since) & (col < until))
+
+    recs = session.scalars(
+        select(Recording).where(Recording.device_serial == device.serial)
+        .where(window(Recording.started_at) | window(Recording.received_at))
+        .order_by(Recording.received_at)).all()
+    return sum(attribute(session, clock=clock, actor=actor, rec=rec) for rec in recs)
 
 
 def attach_file(
@@ -173,6 +284,7 @@ def attach_file(
                       rec=rec, file=file)
     if rec.clock_drift_seconds is not None and rec.sidecar_state == "parsed":
         _apply_times_from_sidecar(session, store=store, settings=settings, rec=rec)
+        attribute(session, clock=clock, actor=actor, rec=rec)  # the corrected time may differ
     refresh_state(session, clock=clock, actor=actor, rec=rec)
     return Attached(file, rec, duplicate=False, new_recording=new_recording)
 
@@ -243,15 +355,8 @@ def apply_sidecar(
     )
     rec.reported_officer = sc.officer
     _apply_times(rec, sc, settings)
-    if sc.officer:
-        officer = session.scalars(select(Officer).where(Officer.collar == sc.officer)).one_or_none()
-        if officer is None:
-            _note(rec, f"officer {sc.officer} named by the camera is not in the register")
-        elif rec.officer_id is None:
-            _attribute(session, rec, officer.id)
-        elif rec.officer_id != officer.id:
-            # The register of who had the camera wins; the disagreement is kept for the fleet admin.
-            _note(rec, f"camera says officer {sc.officer}; the register says otherwise")
+    # Now the recording's time is known: who had the camera then (the register wins).
+    attribute(session, clock=clock, actor=actor, rec=rec)
     record(session, clock=clock, actor=actor, action="recording.sidecar_applied",
            object_type="recording", object_id=str(rec.id),
            details={"file_id": file.id, "officer": sc.officer, "files": len(sc.files),
