@@ -23,8 +23,9 @@ from sqlalchemy import create_engine, text
 
 from evidence_locker.db import upgrade
 from evidence_locker.runtime import Runtime, build_runtime
+from evidence_locker.storage.base import BlobStore
 from evidence_locker.web.app import create_app
-from support import CHEAP, TEST_ACTOR, Force, MovingClock, make_force, make_settings  # noqa: F401
+from support import CHEAP, TEST_ACTOR, Deployment, Force, MovingClock, make_force, make_settings  # noqa: F401
 
 
 @pytest.fixture
@@ -106,14 +107,6 @@ def _admin_sql(url: str, sql: str) -> None:
         engine.dispose()
 
 
-@dataclass
-class Deployment:
-    """Where one test's data lives: settings overrides and environment for real processes."""
-
-    overrides: dict[str, Any]
-    env: dict[str, str]
-
-
 @pytest.fixture
 def deployment(tmp_path: Path, scale_out: ScaleOut | None) -> Iterator[Deployment]:
     if scale_out is None:
@@ -135,6 +128,45 @@ def deployment(tmp_path: Path, scale_out: ScaleOut | None) -> Iterator[Deploymen
                           "queue_url": queue_url}, env)
     finally:
         _admin_sql(scale_out.services.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def empty_deployment(tmp_path: Path, scale_out: ScaleOut | None) -> Iterator[Deployment]:
+    """Somewhere to restore into: an empty data directory, or an empty PostgreSQL database and a
+    new Object Lock bucket (site B), reached with the bucket administrator's credential, as the
+    platform team runs a restore."""
+    if scale_out is None:
+        data_dir = tmp_path / "restored"
+        yield Deployment({"data_dir": data_dir}, {"LOCKER_DATA_DIR": str(data_dir)})
+        return
+    svc = scale_out.services
+    name = f"r_{secrets.token_hex(6)}"
+    _admin_sql(svc.database_url, f"CREATE DATABASE {name}")
+    svc.create_bucket(name.replace("_", "-"))
+    db_url = _with_database(svc.database_url, name)
+    storage_url = svc.storage_url(name.replace("_", "-"))
+    env = {"LOCKER_DATA_DIR": str(tmp_path / "restored"), "LOCKER_DATABASE_URL": db_url,
+           "LOCKER_STORAGE_URL": storage_url,
+           "LOCKER_QUEUE_URL": f"{svc.queue_url}?name={name}",
+           "AWS_ACCESS_KEY_ID": svc.s3_admin.access_key,
+           "AWS_SECRET_ACCESS_KEY": svc.s3_admin.secret_key, "AWS_REGION": svc.s3_region}
+    try:
+        yield Deployment({"database_url": db_url, "storage_url": storage_url}, env)
+    finally:
+        _admin_sql(svc.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def lifecycle_store(runtime: Runtime, scale_out: ScaleOut | None) -> BlobStore:
+    """The runtime's store through the lifecycle credential (may lift holds, bypass governance);
+    the embedded store has no credentials."""
+    if scale_out is None:
+        return runtime.store
+    from evidence_locker.storage.s3 import S3BlobStore
+
+    cred = scale_out.services.s3_lifecycle
+    return S3BlobStore.from_url(runtime.settings.resolved_storage_url,
+                                access_key=cred.access_key, secret_key=cred.secret_key)
 
 
 @pytest.fixture

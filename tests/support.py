@@ -35,6 +35,15 @@ class MovingClock(FixedClock):
         super().__init__(dt.datetime.now(dt.UTC))
 
 
+
+@dataclass
+class Deployment:
+    """Where one test's data lives: settings overrides and environment for real processes."""
+
+    overrides: dict[str, Any]
+    env: dict[str, str]
+
+
 @dataclass
 class Force:
     dock_token: str

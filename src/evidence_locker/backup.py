@@ -1,24 +1,35 @@
-"""Backup and restore of the embedded default (SQLite + local files), consistent by construction.
+"""Backup and restore that keep catalogue, audit chain and media consistent, by construction.
 
-The database is snapshotted first (SQLite's online backup API: a consistent copy while the
-system runs), then every blob it names is copied and its SHA-256 checked on the way. Blobs are
-immutable and content-addressed, so media copied after the snapshot is a superset of what the
-snapshot refers to. A restore goes into an empty data directory; then `locker audit verify` and
-`locker fixity` prove the result. Scale-out deployments use PostgreSQL base backups with WAL
-archiving and object-store replication instead (deploy/BACKUP.md).
+The database (catalogue and audit chain together) is snapshotted first: SQLite's online backup
+API, or `pg_dump` of a PostgreSQL snapshot exported from a transaction that also lists the blobs,
+so the list is exactly what the dump names. Then every named blob is copied and its SHA-256
+checked on the way, and its retention date and legal hold written into the manifest. Blobs are
+immutable and content-addressed, so a copy made after the snapshot holds everything it names.
+A restore goes into an empty deployment only (empty database, any store), re-applies the holds,
+and is proven by `locker audit verify` and `locker fixity`.
+
+For a large force this is the drill and the small-deployment tool: production PostgreSQL uses
+base backups with WAL archiving and the bucket is replicated (deploy/BACKUP.md).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 
 from evidence_locker.catalogue.models import Blob
 from evidence_locker.config import Settings
@@ -27,6 +38,9 @@ from evidence_locker.storage.base import BlobNotFound, BlobStore, open_store
 from evidence_locker.storage.local import LocalBlobStore
 
 MANIFEST = "backup-manifest.json"
+FORMAT = 2
+SQLITE_FILE = "locker.db"
+PG_FILE = "locker.dump"
 
 
 class BackupError(Exception):
@@ -38,16 +52,26 @@ class BackupReport:
     blobs: int
     bytes: int
     missing: list[str]
+    holds: int = 0
 
 
-def _sqlite_path(url: str) -> Path:
-    if not url.startswith("sqlite:///"):
-        raise BackupError("locker backup covers the embedded default (SQLite); for PostgreSQL "
-                          "use base backups with WAL archiving (see deploy/BACKUP.md)")
-    return Path(url.removeprefix("sqlite:///"))
+def _kind(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        return "sqlite"
+    if url.startswith("postgresql"):
+        return "postgresql"
+    raise BackupError(f"cannot back up a {url.split(':', 1)[0]} database")
 
 
-def _copy_blob(source: BlobStore, target: LocalBlobStore, sha256: str) -> int:
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _copy_blob(source: BlobStore, target: BlobStore, sha256: str) -> int:
     """Copy one blob, checking its SHA-256 on the way; returns its size."""
     if target.exists(sha256):
         return target.size(sha256)
@@ -67,71 +91,166 @@ def _copy_blob(source: BlobStore, target: LocalBlobStore, sha256: str) -> int:
     return size
 
 
-def backup(settings: Settings, destination: Path) -> BackupReport:
-    db_path = _sqlite_path(settings.resolved_database_url)
-    destination.mkdir(parents=True, exist_ok=True)
-    if (destination / "locker.db").exists():
-        raise BackupError(f"{destination} already holds a backup")
-    # 1. The database, consistent at one instant, while the system keeps running.
-    src = sqlite3.connect(db_path)
-    dst = sqlite3.connect(destination / "locker.db")
+def _pg_command(tool: str, url: str) -> tuple[list[str], dict[str, str]]:
+    """libpq arguments for `url`, the password in the environment (never on a command line)."""
+    binary = shutil.which(tool)
+    if binary is None:
+        raise BackupError(f"`{tool}` is not installed (Debian: apt-get install postgresql-client)")
+    u = make_url(url)
+    conninfo = {"host": u.host, "port": u.port, "user": u.username, "dbname": u.database,
+                **{k: v for k, v in u.query.items() if isinstance(v, str)}}
+    dsn = " ".join(f"{k}='{str(v).replace(chr(39), chr(92) + chr(39))}'"
+                   for k, v in conninfo.items() if v is not None)
+    env = {**os.environ}
+    if u.password:
+        env["PGPASSWORD"] = u.password
+    return [binary, f"--dbname={dsn}"], env
+
+
+@contextmanager
+def _pg_snapshot(url: str) -> Iterator[tuple[str, list[str]]]:
+    """A read-only snapshot exported for pg_dump, and the blobs it names, read in it."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                           isolation_level="REPEATABLE READ")
     try:
-        src.backup(dst)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            snapshot = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+            names = list(conn.scalars(select(Blob.sha256).order_by(Blob.sha256)))
+            yield snapshot, names
+            conn.rollback()
     finally:
-        dst.close()
-        src.close()
-    # 2. Every blob the snapshot names (a superset may exist: blobs are never changed).
-    engine = make_engine(f"sqlite:///{destination / 'locker.db'}")
-    with transaction(make_session_factory(engine)) as session:
-        names = list(session.scalars(select(Blob.sha256).order_by(Blob.sha256)))
-    engine.dispose()
+        engine.dispose()
+
+
+def _snapshot_database(url: str, destination: Path) -> tuple[str, list[str]]:
+    """The database, consistent at one instant while the system runs; returns the file name and
+    the blobs that snapshot names."""
+    if _kind(url) == "sqlite":
+        src = sqlite3.connect(url.removeprefix("sqlite:///"))
+        dst = sqlite3.connect(destination / SQLITE_FILE)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        engine = make_engine(f"sqlite:///{destination / SQLITE_FILE}")
+        try:
+            with transaction(make_session_factory(engine)) as session:
+                return SQLITE_FILE, list(session.scalars(select(Blob.sha256).order_by(Blob.sha256)))
+        finally:
+            engine.dispose()
+    with _pg_snapshot(url) as (snapshot, names):
+        argv, env = _pg_command("pg_dump", url)
+        done = subprocess.run(
+            [*argv, "--format=custom", "--no-owner", "--no-privileges",
+             f"--snapshot={snapshot}", f"--file={destination / PG_FILE}"],
+            env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BackupError(f"pg_dump failed: {done.stderr.strip()[-2000:]}")
+    return PG_FILE, names
+
+
+def _holds_of(store: BlobStore, sha256: str) -> dict[str, Any] | None:
+    until = store.get_retention(sha256)
+    held = store.legal_hold(sha256)
+    if until is None and not held:
+        return None
+    return {"retain_until": until.isoformat() if until else None, "legal_hold": held}
+
+
+def backup(settings: Settings, destination: Path) -> BackupReport:
+    url = settings.resolved_database_url
+    _kind(url)
+    destination.mkdir(parents=True, exist_ok=True)
+    if any(destination.iterdir()):
+        raise BackupError(f"{destination} is not empty")
+    database, names = _snapshot_database(url, destination)
     source = open_store(settings.resolved_storage_url)
     target = LocalBlobStore(destination / "media")
-    total, missing = 0, []
+    total, missing, holds = 0, [], {}
     for sha256 in names:
         try:
             total += _copy_blob(source, target, sha256)
         except BlobNotFound:
             missing.append(sha256)
-    _copy_holds(source, target)
-    manifest = {"format": 1, "database": "locker.db", "blobs": len(names) - len(missing),
-                "bytes": total, "missing": missing,
-                "database_sha256": hashlib.sha256(
-                    (destination / "locker.db").read_bytes()).hexdigest()}
+            continue
+        if (h := _holds_of(source, sha256)) is not None:
+            holds[sha256] = h
+    manifest = {"format": FORMAT, "database": database, "kind": _kind(url),
+                "database_sha256": _sha256_file(destination / database),
+                "blobs": len(names) - len(missing), "bytes": total, "missing": missing,
+                "holds": holds, "made_at": dt.datetime.now(dt.UTC).isoformat()}
     (destination / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return BackupReport(len(names) - len(missing), total, missing)
+    return BackupReport(len(names) - len(missing), total, missing, len(holds))
 
 
-def _copy_holds(source: BlobStore, target: LocalBlobStore) -> None:
-    """The local store keeps retention and legal holds beside the blobs: they travel too."""
-    if isinstance(source, LocalBlobStore):
-        shutil.copytree(source.root / "holds", target.root / "holds", dirs_exist_ok=True)
+def _restore_database(url: str, source: Path, manifest: dict[str, Any]) -> None:
+    """Into an empty database only: a restore never overwrites a live deployment."""
+    if manifest.get("kind", "sqlite") != _kind(url):
+        raise BackupError(f"the backup holds a {manifest.get('kind')} database; "
+                          f"the target is {_kind(url)}")
+    dump = source / manifest["database"]
+    if _sha256_file(dump) != manifest["database_sha256"]:
+        raise BackupError("the backup's database does not match its manifest")
+    if _kind(url) == "sqlite":
+        db_path = Path(url.removeprefix("sqlite:///"))
+        if db_path.exists():
+            raise BackupError(f"{db_path} exists: restore only into an empty data directory")
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(dump, db_path)
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = conn.execute(text(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = current_schema()")).scalar_one()
+    finally:
+        engine.dispose()
+    if tables:
+        raise BackupError("the target database is not empty: restore only into an empty one")
+    argv, env = _pg_command("pg_restore", url)
+    done = subprocess.run([*argv, "--no-owner", "--no-privileges", "--exit-on-error",
+                           "--single-transaction", str(dump)],
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BackupError(f"pg_restore failed: {done.stderr.strip()[-2000:]}")
+
+
+def _apply_holds(target: BlobStore, holds: dict[str, dict[str, Any]]) -> int:
+    """Retention only ever extended, legal holds placed: a restore never weakens protection."""
+    for sha256, h in holds.items():
+        if h.get("retain_until"):
+            until = dt.datetime.fromisoformat(h["retain_until"])
+            current = target.get_retention(sha256)
+            if current is None or current < until:
+                target.set_retention(sha256, until)
+        if h.get("legal_hold") and not target.legal_hold(sha256):
+            target.set_legal_hold(sha256, True)
+    return len(holds)
 
 
 def restore(settings: Settings, source: Path) -> BackupReport:
-    """Into an empty data directory only: a restore never overwrites a live deployment."""
-    db_path = _sqlite_path(settings.resolved_database_url)
     manifest = json.loads((source / MANIFEST).read_text())
-    if db_path.exists():
-        raise BackupError(f"{db_path} exists: restore only into an empty data directory")
-    if hashlib.sha256((source / "locker.db").read_bytes()).hexdigest() != \
-            manifest["database_sha256"]:
-        raise BackupError("the backup's database does not match its manifest")
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / "locker.db", db_path)
+    if manifest.get("format") != FORMAT:
+        raise BackupError(f"backup format {manifest.get('format')} is not {FORMAT}")
+    url = settings.resolved_database_url
+    _restore_database(url, source, manifest)
     backup_store = LocalBlobStore(source / "media")
     target = open_store(settings.resolved_storage_url)
-    if not isinstance(target, LocalBlobStore):
-        raise BackupError("restore covers the embedded default's local media store")
-    engine = make_engine(settings.resolved_database_url)
-    with transaction(make_session_factory(engine)) as session:
-        names = list(session.scalars(select(Blob.sha256).order_by(Blob.sha256)))
-    engine.dispose()
+    engine = make_engine(url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            names = list(session.scalars(select(Blob.sha256).order_by(Blob.sha256)))
+    finally:
+        engine.dispose()
     total, missing = 0, []
     for sha256 in names:
         try:
             total += _copy_blob(backup_store, target, sha256)
         except BlobNotFound:
             missing.append(sha256)  # reported, never silently dropped
-    _copy_holds(backup_store, target)
-    return BackupReport(len(names) - len(missing), total, missing)
+    lost = set(missing)
+    holds = {k: v for k, v in manifest.get("holds", {}).items() if k not in lost}
+    return BackupReport(len(names) - len(missing), total, missing, _apply_holds(target, holds))

@@ -147,7 +147,8 @@ def fixity(
 def backup_command(
     destination: Annotated[Path, typer.Argument(help="an empty directory for the backup")],
 ) -> None:
-    """Back up the embedded default: a consistent database snapshot, then every blob it names."""
+    """A consistent database snapshot (SQLite backup API or pg_dump of an exported snapshot),
+    then every blob it names, SHA-256 checked, with its retention and legal hold."""
     from evidence_locker.backup import BackupError, backup
 
     try:
@@ -155,7 +156,8 @@ def backup_command(
     except BackupError as exc:
         typer.echo(f"backup failed: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"backed up the database and {report.blobs} blobs ({report.bytes} bytes)")
+    typer.echo(f"backed up the database and {report.blobs} blobs ({report.bytes} bytes, "
+               f"{report.holds} with retention or legal hold)")
     for sha in report.missing:
         typer.echo(f"  MISSING from the store: {sha}", err=True)
     if report.missing:
@@ -167,8 +169,8 @@ def restore_command(
     source: Annotated[Path, typer.Argument(help="a directory made by `locker backup`",
                                            exists=True, file_okay=False)],
 ) -> None:
-    """Restore a backup into an empty data directory; then run `locker audit verify` and
-    `locker fixity`."""
+    """Restore a backup into an empty deployment (empty data directory or empty PostgreSQL
+    database); then run `locker audit verify` and `locker fixity`."""
     from evidence_locker.backup import BackupError, restore
 
     try:
@@ -176,7 +178,8 @@ def restore_command(
     except (BackupError, FileNotFoundError) as exc:
         typer.echo(f"restore failed: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"restored the database and {report.blobs} blobs ({report.bytes} bytes)")
+    typer.echo(f"restored the database and {report.blobs} blobs ({report.bytes} bytes, "
+               f"{report.holds} holds re-applied)")
     for sha in report.missing:
         typer.echo(f"  MISSING from the backup: {sha}", err=True)
     if report.missing:
