@@ -266,7 +266,8 @@ def conflicts(session: Session, *, scope: str, limit: int = 100,
     if before_id is not None:
         query = query.where(AttributionConflict.id < before_id)
     rows = session.execute(query.limit(limit + 1)).all()
-    items: list[dict[str, Any]] = [{"id": c.id, "recording_id": str(c.recording_id), "device": serial,
+    items: list[dict[str, Any]] = [
+        {"id": c.id, "recording_id": str(c.recording_id), "device": serial,
               "camera_recording_id": camera_id, "kind": c.kind,
               "camera_officer": c.camera_officer, "register_officer": collar, "unit": code,
               "recorded_at": _iso(c.recorded_at), "detected_at": _iso(c.detected_at),
