@@ -361,3 +361,26 @@ def test_sequence_pending_can_be_stopped_between_batches(audit_db: AuditDb) -> N
     assert linked == 6
     assert audit_db.verify().pending == 4
     assert audit_db.sequence(batch=3) == 4
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"actor_id": None, "ip": None, "reason": 'quote " back\\slash \x01 \n é 漢 🎥'},
+        {"action": 17, "details": 3.5},  # only a tampered SQLite row: the general path
+        {"occurred_at": "2025-03-01 09:30:00"},  # SQLite text without microseconds
+    ],
+)
+def test_raw_digest_is_event_digest(changes: dict[str, Any]) -> None:
+    """The verifier's fast digest over driver tuples hashes exactly what event_digest hashes."""
+    fields = dict(id=7, occurred_at=dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC),
+                  action="recording.viewed", actor_type="user", actor_id="u1", actor_name="PC",
+                  object_type="recording", object_id="r1", ip="10.0.0.1", user_agent="ua",
+                  purpose="complaint", reason="why", details='{"a":1}')
+    fields.update(changes)
+    raw = tuple(fields[name] for name in chain.CONTENT_FIELDS)
+    if isinstance(fields["occurred_at"], str):
+        fields["occurred_at"] = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC)
+    assert chain._raw_digest(raw, 3, "ab" * 32) == event_digest(**fields, seq=3,
+                                                                prev_hash="ab" * 32)

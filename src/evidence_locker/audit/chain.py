@@ -353,7 +353,8 @@ class Sequencer:
 # in the tests and on every sequenced row), because at hundreds of millions of rows the per-row
 # Python cost, not SHA-256, is what bounds verification.
 
-_enc_str = json.encoder.encode_basestring  # what canonical_json uses (ensure_ascii=False), in C
+#: What canonical_json uses for strings (ensure_ascii=False), in C; TypeError on a non-string.
+_enc_str: Callable[[str], str] = json.encoder.encode_basestring
 
 #: `canonical_json` of the hashed document with its keys in sorted order; values go in as JSON.
 _DOC = (
@@ -368,13 +369,9 @@ _sqlite_datetime = sqlite_types.DATETIME().result_processor(sqlite_dialect(), No
 
 
 def _json_value(value: Any) -> str:
-    kind = type(value)
-    if kind is str:
-        return cast(str, _enc_str(value))
+    """`canonical_json` of one value (the general path, for values of unexpected types)."""
     if value is None:
         return "null"
-    if kind is int:
-        return str(value)
     return canonical_json(value)
 
 
@@ -393,15 +390,43 @@ def _iso_raw(value: Any) -> str:
 
 
 def _raw_digest(row: Sequence[Any], seq: Any, prev_hash: Any) -> str:
-    """`event_digest` of a raw row (CONTENT_FIELDS order) at `seq` after `prev_hash`."""
+    """`event_digest` of a raw row (CONTENT_FIELDS order) at `seq` after `prev_hash`.
+
+    Written for speed (it runs once per event): C string escaping and no Python call per field.
+    A value of an unexpected type (only a tampered SQLite row can hold one) raises TypeError in
+    the fast expression and takes the general path, which encodes it as `canonical_json` does.
+    """
     (id_, occurred_at, action, actor_type, actor_id, actor_name, object_type, object_id, ip,
      user_agent, purpose, reason, details) = row[:13]
-    jv = _json_value
-    document = _DOC % (
-        jv(action), jv(actor_id), jv(actor_name), jv(actor_type), jv(details), jv(id_), jv(ip),
-        jv(object_id), jv(object_type), jv(_iso_raw(occurred_at)), jv(prev_hash), jv(purpose),
-        jv(reason), jv(seq), jv(user_agent),
-    )
+    enc = _enc_str
+    iso = _iso_raw(occurred_at)
+    try:
+        if type(id_) is not int or type(seq) is not int:
+            raise TypeError("not an int")
+        document = _DOC % (
+            enc(action),
+            "null" if actor_id is None else enc(actor_id),
+            "null" if actor_name is None else enc(actor_name),
+            enc(actor_type),
+            enc(details),
+            id_,
+            "null" if ip is None else enc(ip),
+            "null" if object_id is None else enc(object_id),
+            "null" if object_type is None else enc(object_type),
+            enc(iso),
+            enc(prev_hash),
+            "null" if purpose is None else enc(purpose),
+            "null" if reason is None else enc(reason),
+            seq,
+            "null" if user_agent is None else enc(user_agent),
+        )
+    except TypeError:
+        jv = _json_value
+        document = _DOC % (
+            jv(action), jv(actor_id), jv(actor_name), jv(actor_type), jv(details), jv(id_),
+            jv(ip), jv(object_id), jv(object_type), jv(iso), jv(prev_hash), jv(purpose),
+            jv(reason), jv(seq), jv(user_agent),
+        )
     return hashlib.sha256(document.encode("utf-8")).hexdigest()
 
 
