@@ -33,6 +33,8 @@ USERS = [  # username, role, unit, officer, what they show
     ("sergeant", "supervisor", "NW-RT", None, "sees the North West response team's footage"),
     ("morgan", "officer", None, "4521", "sees PC Morgan's own footage"),
     ("admin", "system-administrator", None, None, "runs the system and cannot see footage"),
+    ("fleet", "fleet-administrator", None, None,
+     "runs cameras, docks and assignments at /fleet; no footage"),
 ]
 
 
@@ -75,7 +77,7 @@ def seed(session: Session, *, clock: Clock, passwords: accounts.Passwords,
     dock = fleet.dock_by_name(session, "demo-dock")
     if dock is None:
         dock, token = fleet.register_dock(session, clock=clock, actor=ACTOR, name="demo-dock",
-                                          station="Demo Station", bays=4)
+                                          station="Demo Station", bays=4, unit_code="NW")
     else:
         for old in session.query(ApiToken).filter(ApiToken.dock_id == dock.id,
                                                   ApiToken.revoked_at.is_(None)):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dock_helpers import footage, make_camera
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from dock_helpers import footage, make_camera
 from evidence_locker.cli import app
 from evidence_locker.dock.agent import (
     DockAgent,

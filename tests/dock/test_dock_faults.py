@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dock_helpers import DockProcess, MiB, footage, make_camera, wait_for
 from sqlalchemy import create_engine, text
 
-from dock_helpers import MiB, DockProcess, footage, make_camera, wait_for
 from live_server import LiveServer, free_port, locker
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live-server")]

@@ -47,3 +47,33 @@ def conflicts(runtime: Runtime) -> dict[str, Any]:
                                 AttributionConflict.camera_officer)
                          .join(Recording, Recording.id == AttributionConflict.recording_id)).all()
         return {rid: (kind, cam) for rid, kind, cam in rows}
+
+
+def beat(*cameras: dict[str, Any], sent_at: dt.datetime | None = None,
+         bays: int = 8) -> dict[str, Any]:
+    """A heartbeat body as the dock agent sends it."""
+    when = sent_at or dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
+    return {"agent_version": "locker-dock 0.1", "bays": bays, "sent_at": when.isoformat(),
+            "cameras": list(cameras)}
+
+
+def camera(serial: str, bay: int = 1, **extra: Any) -> dict[str, Any]:
+    return {"bay": bay, "serial": serial, "model": "EL-SIM-1", "battery_percent": 80,
+            "firmware": "1.4.2", "free_bytes": 10**9, "clock_drift_seconds": 1.5,
+            "files_waiting": 0, "bytes_waiting": 0, **extra}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sign_in(client: TestClient, username: str, password: str) -> None:
+    """A web session for `username` in the client's cookie jar."""
+    import re
+
+    page = client.get("/login")
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match, page.text
+    r = client.post("/login", data={"username": username, "password": password,
+                                    "csrf": match.group(1)}, follow_redirects=False)
+    assert r.status_code == 303, r.text

@@ -73,7 +73,7 @@ class RichReporter:
     def docked(self, bay: int, serial: str, total_bytes: int, files: int) -> None:
         with self._lock:
             self._progress.reset(self._tasks[bay], total=max(total_bytes, 1), completed=0,
-                                 serial=serial, state=f"{files} file(s)")
+                                 bay=bay, serial=serial, state=f"{files} file(s)")
 
     def progress(self, bay: int, done_bytes: int) -> None:
         self._progress.update(self._tasks[bay], completed=done_bytes)
@@ -86,8 +86,8 @@ class RichReporter:
 
     def undocked(self, bay: int, serial: str, why: str) -> None:
         self._progress.console.log(f"bay {bay}: camera {serial} {why}")
-        self._progress.reset(self._tasks[bay], total=None, completed=0, serial="(empty)",
-                             state="")
+        self._progress.reset(self._tasks[bay], total=None, completed=0, bay=bay,
+                             serial="(empty)", state="")
 
     def close(self) -> None:
         self._progress.stop()

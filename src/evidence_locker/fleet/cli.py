@@ -202,3 +202,17 @@ def import_csv(
     if report.rejected:
         typer.echo(f"{report.rejected} row(s) rejected", err=True)
         raise typer.Exit(code=1)
+
+
+@fleet_app.command("prune-health")
+def prune_health(
+    keep_days: Annotated[int, typer.Option("--keep-days", min=1,
+                                           help="History to keep.")] = 400,
+) -> None:
+    """Drop camera health history older than --keep-days (latest status per camera stays)."""
+    from evidence_locker.fleet.health import prune_observations
+
+    with cli_transaction(Settings()) as session:
+        n = prune_observations(session, clock=SystemClock(), actor=cli_actor(),
+                               keep=dt.timedelta(days=keep_days))
+    typer.echo(f"removed {n} health observation(s) older than {keep_days} days")

@@ -21,6 +21,8 @@ from evidence_locker import __version__
 from evidence_locker.accounts.roles import Role
 from evidence_locker.catalogue.views import router as recordings_router
 from evidence_locker.db import transaction
+from evidence_locker.fleet.views import pages as fleet_pages
+from evidence_locker.fleet.views import router as fleet_router
 from evidence_locker.ingest.tus import TUS_VERSION, TusError
 from evidence_locker.ingest.views import router as uploads_router
 from evidence_locker.runtime import Runtime
@@ -100,6 +102,8 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     app.include_router(uploads_router)
     app.include_router(recordings_router)
     app.include_router(pages_router)
+    app.include_router(fleet_router)
+    app.include_router(fleet_pages)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)
