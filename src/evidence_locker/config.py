@@ -73,6 +73,18 @@ class Settings(BaseSettings):
 
     secret_key: str | None = Field(default=None, repr=False)
 
+    # Signed audit checkpoints (see deploy/AUDIT-CHECKPOINTS.md). The worker signs the chain head
+    # with the private key file (made by `locker audit keygen`, mode 0600, never in the repo);
+    # verifiers need only public keys: a list here and/or a file of them, one per line, so that
+    # old checkpoints stay verifiable after a key rotation. Checkpoints go to the database and,
+    # as the copy outside it, to `checkpoints.jsonl` in the checkpoint directory (ship it off-host).
+    audit_signing_key_file: Path | None = None
+    audit_public_keys: list[str] = []
+    audit_public_keys_file: Path | None = None
+    audit_checkpoint_dir: Path | None = None  # default: data_dir / "audit-checkpoints"
+    # Cron minute field of the periodic checkpoint job; "" turns the job off.
+    audit_checkpoint_minute: str = "*/15"
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -105,6 +117,10 @@ class Settings(BaseSettings):
         if self.queue_url:
             return self.queue_url
         return f"sqlite:///{(self.data_dir / 'queue.db').resolve()}"
+
+    @cached_property
+    def resolved_audit_checkpoint_dir(self) -> Path:
+        return self.audit_checkpoint_dir or self.data_dir / "audit-checkpoints"
 
     @cached_property
     def resolved_secret_key(self) -> str:

@@ -160,7 +160,9 @@ def test_batch_must_be_positive(audit_db: AuditDb) -> None:
     [
         (head_query(), None),
         (pending_query(1000), None),
-        (chain._walk_query(10, 12, 5000), None),
+        (None, chain._walk_sql("10", "all")),
+        (None, chain._walk_sql("10", "start")),
+        (None, chain._walk_sql("10", "after")),
         (None, "SELECT count(*) FROM audit_events WHERE seq IS NULL"),
     ],
 )

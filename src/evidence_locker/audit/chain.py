@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
+import re
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, Select, Table, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Row, Select, Table, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects.sqlite import base as sqlite_types
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite as sqlite_dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from evidence_locker.audit.models import AuditEvent
@@ -87,6 +92,8 @@ class ChainReport:
     problem_seq: int | None = None
     #: altered | removed | out-of-order | broken-link | incomplete (None when ok)
     problem_kind: str | None = None
+    #: Hash found at each watched seq that the walk reached (for checking signed checkpoints).
+    seen: dict[int, str] = field(default_factory=dict)
 
     @property
     def checkpoint(self) -> Checkpoint | None:
@@ -173,20 +180,6 @@ def pending_query(limit: int) -> Select[Any]:
     """
     columns = [_C[name] for name in CONTENT_FIELDS]
     return select(*columns).where(_C.seq.is_(None)).order_by(_C.id).limit(limit)
-
-
-def _walk_query(after_seq: int | None, after_id: int | None, limit: int) -> Select[Any]:
-    """The next linked rows in (seq, id) order: keyset paging, so memory stays constant.
-
-    Ordering by (seq, id) rather than seq alone means a duplicated seq (possible only once the
-    unique constraint is gone) is still seen, even across a page boundary.
-    """
-    columns = [_C[name] for name in CONTENT_FIELDS] + [_C.seq, _C.prev_hash, _C.hash]
-    query = select(*columns).where(_C.seq.is_not(None))
-    if after_seq is not None and after_id is not None:
-        later = or_(_C.seq > after_seq, and_(_C.seq == after_seq, _C.id > after_id))
-        query = query.where(_C.seq >= after_seq, later)
-    return query.order_by(_C.seq, _C.id).limit(limit)
 
 
 _LINK = (
@@ -354,6 +347,105 @@ class Sequencer:
 
 
 # --- verification --------------------------------------------------------------------------------
+#
+# The walk reads raw DBAPI tuples (no ORM objects, no per-row type processing) and hashes each row
+# through a fixed template that yields exactly the bytes `event_digest` hashes (checked against it
+# in the tests and on every sequenced row), because at hundreds of millions of rows the per-row
+# Python cost, not SHA-256, is what bounds verification.
+
+_enc_str = json.encoder.encode_basestring  # what canonical_json uses (ensure_ascii=False), in C
+
+#: `canonical_json` of the hashed document with its keys in sorted order; values go in as JSON.
+_DOC = (
+    '{"action":%s,"actor_id":%s,"actor_name":%s,"actor_type":%s,"details":%s,"id":%s,"ip":%s,'
+    '"object_id":%s,"object_type":%s,"occurred_at":%s,"prev_hash":%s,"purpose":%s,"reason":%s,'
+    '"seq":%s,"user_agent":%s,"v":' + str(CHAIN_FORMAT) + "}"
+)
+
+#: How SQLAlchemy stores a DateTime in SQLite (UTC, naive): parsed without it when well formed.
+_SQLITE_TS = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+_sqlite_datetime = sqlite_types.DATETIME().result_processor(sqlite_dialect(), None)
+
+
+def _json_value(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return cast(str, _enc_str(value))
+    if value is None:
+        return "null"
+    if kind is int:
+        return str(value)
+    return canonical_json(value)
+
+
+def _iso_raw(value: Any) -> str:
+    """occurred_at as read by the DBAPI driver, in the form `event_digest` hashes."""
+    if type(value) is str:
+        if _SQLITE_TS.fullmatch(value):
+            return f"{value[:10]}T{value[11:]}+00:00"
+        assert _sqlite_datetime is not None
+        value = _sqlite_datetime(value)
+        if value is None:
+            raise ValueError("occurred_at is empty")
+    if value.tzinfo is None:  # SQLite keeps UTC without a zone
+        value = value.replace(tzinfo=dt.UTC)
+    return _iso_utc(value)
+
+
+def _raw_digest(row: Sequence[Any], seq: Any, prev_hash: Any) -> str:
+    """`event_digest` of a raw row (CONTENT_FIELDS order) at `seq` after `prev_hash`."""
+    (id_, occurred_at, action, actor_type, actor_id, actor_name, object_type, object_id, ip,
+     user_agent, purpose, reason, details) = row[:13]
+    jv = _json_value
+    document = _DOC % (
+        jv(action), jv(actor_id), jv(actor_name), jv(actor_type), jv(details), jv(id_), jv(ip),
+        jv(object_id), jv(object_type), jv(_iso_raw(occurred_at)), jv(prev_hash), jv(purpose),
+        jv(reason), jv(seq), jv(user_agent),
+    )
+    return hashlib.sha256(document.encode("utf-8")).hexdigest()
+
+
+class _Linked(NamedTuple):
+    """One linked row as read by the walk: content fields, then the chain fields."""
+
+    id: int
+    occurred_at: Any
+    action: str
+    actor_type: str
+    actor_id: str | None
+    actor_name: str | None
+    object_type: str | None
+    object_id: str | None
+    ip: str | None
+    user_agent: str | None
+    purpose: str | None
+    reason: str | None
+    details: str
+    seq: int
+    prev_hash: str | None
+    hash: str | None
+
+
+_WALK_COLUMNS = ", ".join((*CONTENT_FIELDS, "seq", "prev_hash", "hash"))
+
+
+def _walk_sql(placeholder: str, mode: str) -> str:
+    """Keyset paging over (seq, id) as raw SQL for the DBAPI cursor.
+
+    `mode`: "all" (the first page from genesis: every linked row, whatever its seq), "start"
+    (the first page after a starting seq) or "after" (the page after a (seq, id) key). Ordering
+    by (seq, id) rather than seq alone means a duplicated seq (possible only once the unique
+    constraint is gone) is still seen, even across a page boundary.
+    """
+    p = placeholder
+    where = {
+        "all": "",
+        "start": f" AND seq > {p}",
+        "after": f" AND seq >= {p} AND (seq > {p} OR (seq = {p} AND id > {p}))",
+    }[mode]
+    # Constant column names and placeholders only: nothing from outside reaches the text.
+    sql = f"SELECT {_WALK_COLUMNS} FROM audit_events WHERE seq IS NOT NULL{where} "  # noqa: S608
+    return sql + f"ORDER BY seq, id LIMIT {p}"
 
 
 @dataclass(frozen=True)
@@ -362,7 +454,9 @@ class _Problem:
     text: str
 
 
-def _check_row(row: Row[Any], expected_seq: int, prev: Row[Any] | None) -> list[_Problem]:
+def _check_row(
+    row: _Linked, expected_seq: int, prev: _Linked | None, start: Checkpoint | None
+) -> list[_Problem]:
     """Everything wrong with one linked row, given the row before it in the walk."""
     problems: list[_Problem] = []
     seq = int(row.seq)
@@ -375,7 +469,12 @@ def _check_row(row: Row[Any], expected_seq: int, prev: Row[Any] | None) -> list[
     elif seq > expected_seq:
         missing = seq - expected_seq
         span = f"{expected_seq}" if missing == 1 else f"{expected_seq}..{seq - 1}"
-        after = f"row id {prev.id} seq {prev.seq}" if prev is not None else "the start of the chain"
+        if prev is not None:
+            after = f"row id {prev.id} seq {prev.seq}"
+        elif start is not None:
+            after = f"the starting checkpoint at seq {start.seq}"
+        else:
+            after = "the start of the chain"
         problems.append(
             _Problem(
                 "removed",
@@ -392,13 +491,17 @@ def _check_row(row: Row[Any], expected_seq: int, prev: Row[Any] | None) -> list[
             )
         )
         return problems
-    if _row_digest(row, seq=seq, prev_hash=row.prev_hash) != row.hash:
+    if _raw_digest(row, seq, row.prev_hash) != row.hash:
         problems.append(
             _Problem("altered", "its content or chain fields do not match its hash (altered)")
         )
-    expected_prev = GENESIS_HASH if prev is None else prev.hash
+    if prev is not None:
+        expected_prev, before = prev.hash, f"row id {prev.id} seq {prev.seq}"
+    elif start is not None:
+        expected_prev, before = start.hash, f"the starting checkpoint at seq {start.seq}"
+    else:
+        expected_prev, before = GENESIS_HASH, "genesis"
     if row.prev_hash != expected_prev:
-        before = f"row id {prev.id} seq {prev.seq}" if prev is not None else "genesis"
         problems.append(
             _Problem(
                 "broken-link",
@@ -419,7 +522,38 @@ def _end_transaction(session: Session) -> None:
         session.rollback()
 
 
-def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
+def _fetch_page(session: Session, after: tuple[int, int] | None, start: Checkpoint | None,
+                batch: int) -> list[tuple[Any, ...]]:
+    conn = session.connection()
+    placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    params: tuple[Any, ...]
+    if after is not None:
+        seq, id_ = after
+        sql, params = _walk_sql(placeholder, "after"), (seq, seq, seq, id_, batch)
+    elif start is not None:
+        sql, params = _walk_sql(placeholder, "start"), (start.seq, batch)
+    else:
+        sql, params = _walk_sql(placeholder, "all"), (batch,)
+    # The driver's own cursor: plain tuples, no per-row processing. Its errors are wrapped as
+    # SQLAlchemy would have wrapped them, so callers see one kind of database error.
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        return cast(list[tuple[Any, ...]], cursor.fetchall())
+    except dbapi_error as exc:
+        raise DBAPIError.instance(sql, params, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
+
+
+def verify_chain(
+    session: Session,
+    *,
+    batch: int = 5000,
+    start: Checkpoint | None = None,
+    watch: Collection[int] = (),
+) -> ChainReport:
     """Walk the chain in seq order, recompute every hash and check every link.
 
     Stops at the first row that fails: its content was altered (hash mismatch), rows before it
@@ -429,30 +563,51 @@ def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
     the session's transaction is ended (rolled back) between pages. Events linked while the walk
     runs are simply walked too. A truncated tail cannot be seen from the chain alone: compare
     the returned checkpoint with a previously signed one.
+
+    `start` begins the walk after a trusted head (a signed checkpoint: the prefix up to it may
+    be archived); rows at or below its seq are not read. The hashes found at the seqs in `watch`
+    come back in `ChainReport.seen`, for comparison with signed checkpoints.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
     checked = 0
-    prev: Row[Any] | None = None
-    problem: tuple[Row[Any], list[_Problem]] | None = None
+    watched = frozenset(watch)
+    seen: dict[int, str] = {}
+    prev: _Linked | None = None
+    expected_seq = 1 if start is None else start.seq + 1
+    expected_prev = GENESIS_HASH if start is None else start.hash
+    problem: tuple[_Linked, list[_Problem]] | None = None
+    digest = _raw_digest
     try:
         while problem is None:
-            rows: Sequence[Row[Any]] = session.execute(
-                _walk_query(
-                    None if prev is None else int(prev.seq),
-                    None if prev is None else int(prev.id),
-                    batch,
-                )
-            ).all()
+            after = None if prev is None else (int(prev.seq), int(prev.id))
+            rows = _fetch_page(session, after, start, batch)
             _end_transaction(session)
-            for row in rows:
-                expected_seq = 1 if prev is None else int(prev.seq) + 1
-                found = _check_row(row, expected_seq, prev)
-                if found:
-                    problem = (row, found)
-                    break
+            last: tuple[Any, ...] | None = None
+            for raw in rows:
+                seq, prev_hash, hash_ = raw[13], raw[14], raw[15]
+                # The fast path: right seq, right link, right hash. Anything else is diagnosed.
+                if (
+                    seq != expected_seq
+                    or prev_hash != expected_prev
+                    or hash_ is None
+                    or digest(raw, seq, prev_hash) != hash_
+                ):
+                    if last is not None:
+                        prev = _Linked(*last)
+                    row = _Linked(*raw)
+                    found = _check_row(row, expected_seq, prev, start)
+                    if found:
+                        problem = (row, found)
+                        break
+                if seq in watched:
+                    seen[seq] = hash_
                 checked += 1
-                prev = row
+                expected_seq = seq + 1
+                expected_prev = hash_
+                last = raw
+            if last is not None and problem is None:
+                prev = _Linked(*last)
             if len(rows) < batch:
                 break
 
@@ -480,8 +635,12 @@ def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
     finally:
         _end_transaction(session)
 
-    head_seq = None if prev is None else int(prev.seq)
-    head_hash = None if prev is None else str(prev.hash)
+    if prev is not None:
+        head_seq, head_hash = int(prev.seq), str(prev.hash)
+    elif start is not None:
+        head_seq, head_hash = start.seq, start.hash
+    else:
+        head_seq, head_hash = None, None
     if problem is not None:
         row, found = problem
         return ChainReport(
@@ -494,6 +653,7 @@ def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
             problem_event_id=int(row.id),
             problem_seq=int(row.seq),
             problem_kind=found[0].kind,
+            seen=seen,
         )
     if stray is not None:
         return ChainReport(
@@ -509,7 +669,18 @@ def verify_chain(session: Session, *, batch: int = 5000) -> ChainReport:
             problem_event_id=int(stray.id),
             problem_seq=None,
             problem_kind="removed",
+            seen=seen,
         )
     return ChainReport(
-        ok=True, checked=checked, head_seq=head_seq, head_hash=head_hash, pending=pending
+        ok=True, checked=checked, head_seq=head_seq, head_hash=head_hash, pending=pending,
+        seen=seen,
     )
+
+
+def first_linked(session: Session) -> tuple[int, str | None] | None:
+    """The lowest seq still in the table and its prev_hash (seq > 1 once a prefix is archived)."""
+    row = session.execute(
+        select(_C.seq, _C.prev_hash).where(_C.seq.is_not(None)).order_by(_C.seq).limit(1)
+    ).first()
+    _end_transaction(session)
+    return None if row is None else (int(row.seq), row.prev_hash)

@@ -33,3 +33,23 @@ class AuditEvent(Base):
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     hash: Mapped[str | None] = mapped_column(String(64))
     sequenced_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditCheckpoint(Base):
+    """A signed chain head. Also appended to a file outside the database, which verify compares.
+
+    `prev_digest` is the SHA-256 of the previous checkpoint's signed payload, so checkpoints form
+    a chain of their own and a removed one shows. Append-only by trigger (migration 0007).
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    event_count: Mapped[int] = mapped_column(BigInteger)
+    signed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))  # head | archive-boundary
+    key_id: Mapped[str] = mapped_column(String(16))
+    prev_digest: Mapped[str | None] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))

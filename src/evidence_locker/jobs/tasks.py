@@ -38,10 +38,16 @@ def register_tasks(runtime: Runtime) -> None:
         recover_uploads(runtime)
         expire_uploads(runtime)
 
+    def audit_checkpoint() -> None:
+        audit_checkpoint_job(runtime)
+
     jobs.register("probe_file", probe_file)
     jobs.huey.periodic_task(crontab(minute="*/5"), name="upload_housekeeping")(upload_housekeeping)
     jobs.huey.periodic_task(crontab(minute="*/10"), name="requeue_stalled")(requeue_stalled)
     jobs.huey.periodic_task(crontab(minute="17"), name="fixity")(fixity)
+    if runtime.settings.audit_signing_key_file and runtime.settings.audit_checkpoint_minute:
+        jobs.huey.periodic_task(crontab(minute=runtime.settings.audit_checkpoint_minute),
+                                name="audit_checkpoint")(audit_checkpoint)
 
 
 def requeue_stalled_jobs(runtime: Runtime) -> int:
@@ -57,3 +63,23 @@ def requeue_stalled_jobs(runtime: Runtime) -> int:
     for file_id in ids:
         runtime.jobs.enqueue("probe_file", file_id)
     return len(ids)
+
+
+def audit_checkpoint_job(runtime: Runtime) -> None:
+    """Sign the audit chain head (only nodes given the signing key schedule this). A broken
+    chain is logged as an error and left unsigned for `locker audit verify` to name."""
+    import logging
+
+    from evidence_locker.audit.checkpoints import make_checkpoint
+    from evidence_locker.audit.signing import Signer
+
+    settings = runtime.settings
+    assert settings.audit_signing_key_file is not None
+    outcome = make_checkpoint(runtime.sessions, clock=runtime.clock,
+                              signer=Signer.from_file(settings.audit_signing_key_file),
+                              directory=settings.resolved_audit_checkpoint_dir)
+    log = logging.getLogger(__name__)
+    if outcome.problem is not None:
+        log.error("audit checkpoint refused: %s", outcome.problem)
+    elif outcome.made is not None:
+        log.info("audit checkpoint signed: %s", outcome.made.describe())
