@@ -68,3 +68,16 @@ def record_camera(client: TestClient, token: str, *, device: str, recording: str
     r = send(client, token, sc, device=device, recording=recording, kind="sidecar",
              filename=f"{recording}.json", **extra)
     return str(r.headers["locker-recording"])
+
+
+def grant_for(client: Any, token: str, recording_id: str, *, base: str = "",
+              purpose: str = "investigation",
+              reason: str = "Reviewing the arrest on 21 November for the file") -> str:
+    """The justification for someone else's footage, and the grant the media URLs carry.
+    `client`: a TestClient, or `httpx` itself with the server's `base` URL."""
+    r = client.post(f"{base}/api/v1/recordings/{recording_id}/access",
+                    headers={"Authorization": f"Bearer {token}"},
+                    json={"purpose": purpose, "reason": reason})
+    assert r.status_code == 201, r.text
+    grant: str = r.json()["grant"]
+    return grant

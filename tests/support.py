@@ -35,7 +35,6 @@ class MovingClock(FixedClock):
         super().__init__(dt.datetime.now(dt.UTC))
 
 
-
 @dataclass
 class Deployment:
     """Where one test's data lives: settings overrides and environment for real processes."""

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     session_hours: int = 12
     secure_cookies: bool = False
 
+    # Playing or downloading someone else's footage asks for one of these purposes and a reason
+    # (DPA 2018 s.62); the grant it yields lasts this long (catalogue/access.py).
+    access_purposes: list[str] = Field(default_factory=lambda: [
+        "investigation", "complaint or conduct matter", "disclosure / prosecution",
+        "supervision and quality review", "subject access request", "legal advice", "training"])
+    access_grant_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
     secret_key: str | None = Field(default=None, repr=False)
 
     # Signed audit checkpoints (see deploy/AUDIT-CHECKPOINTS.md). The worker signs the chain head

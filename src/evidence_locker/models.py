@@ -2,12 +2,13 @@
 
 from evidence_locker.accounts.models import ApiToken, User, WebSession
 from evidence_locker.audit.models import AuditCheckpoint, AuditEvent
-from evidence_locker.catalogue.models import Blob, Recording, RecordingFile
+from evidence_locker.catalogue.models import AccessGrant, Blob, Recording, RecordingFile
 from evidence_locker.db import Base
 from evidence_locker.fleet.models import Device, Dock, Officer, Unit
 from evidence_locker.ingest.models import Upload
 
 __all__ = [
+    "AccessGrant",
     "ApiToken",
     "AuditCheckpoint",
     "AuditEvent",

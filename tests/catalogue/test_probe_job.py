@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from cat_helpers import grant_for
 from evidence_locker.dock.client import TusClient, upload_camera_folder
 from evidence_locker.simulate.camera import simulate_camera
 
@@ -34,7 +35,8 @@ def test_real_clips_are_probed_and_get_a_poster(client, runtime, force, tmp_path
         assert (clip["width"], clip["height"]) == (320, 180)
         assert clip["has_poster"] is True
     assert abs(sum(c["duration_seconds"] for c in clips) - 3.0) < 0.5
-    poster = client.get(f"/api/v1/recordings/{rid}/poster", params={"clip": 2},
+    grant = grant_for(client, force.tokens["sergeant1"], rid)
+    poster = client.get(f"/api/v1/recordings/{rid}/poster", params={"clip": 2, "grant": grant},
                         headers=bearer(force.tokens["sergeant1"]))
     assert poster.status_code == 200
     assert poster.headers["content-type"] == "image/jpeg"
@@ -61,6 +63,7 @@ def test_a_corrupt_mp4_is_kept_and_marked_unreadable(client, runtime, force,
     assert f["media_state"] == "unreadable"
     assert f["unreadable_reason"]
     assert runtime.store.exists(f["sha256"])
-    media = client.get(f"/api/v1/recordings/{done.recording_id}/media",
+    grant = grant_for(client, force.tokens["standards"], done.recording_id)
+    media = client.get(f"/api/v1/recordings/{done.recording_id}/media", params={"grant": grant},
                        headers=bearer(force.tokens["standards"]))
     assert media.content == whole[: len(whole) // 3]  # still there, byte for byte

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 
 import pytest
 from sqlalchemy import select
 
-from cat_helpers import record_camera, send, sidecar, track
+from cat_helpers import grant_for, record_camera, send, sidecar, track
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
 
@@ -113,11 +115,25 @@ def test_each_role_sees_exactly_its_footage(client, force, three_cameras, user, 
     token = force.tokens[user]
     listed = client.get("/api/v1/recordings", headers=bearer(token)).json()["items"]
     assert {i["device"] for i in listed} == sees
+    own = {"officer1": "CAM-1", "officer2": "CAM-3"}.get(user)
     for cam, rid in three_cameras.items():
         detail = client.get(f"/api/v1/recordings/{rid}", headers=bearer(token))
         media = client.get(f"/api/v1/recordings/{rid}/media", headers=bearer(token))
-        expected = 200 if cam in sees else 404
-        assert (detail.status_code, media.status_code) == (expected, expected), cam
+        if cam not in sees:
+            assert (detail.status_code, media.status_code) == (404, 404), cam
+            assert client.post(f"/api/v1/recordings/{rid}/access", headers=bearer(token),
+                               json={"purpose": "investigation",
+                                     "reason": "just looking around"}).status_code == 404
+            continue
+        assert detail.status_code == 200, cam
+        if cam == own:  # one's own footage plays without a justification
+            assert media.status_code == 200, cam
+            continue
+        assert media.status_code == 403, cam
+        assert media.json()["title"] == "Justification required"
+        granted = client.get(f"/api/v1/recordings/{rid}/media", headers=bearer(token),
+                             params={"grant": grant_for(client, token, rid)})
+        assert granted.status_code == 200, cam
 
 
 @pytest.mark.parametrize("user", ["admin", "auditor", "fleetadmin"])
@@ -201,33 +217,85 @@ def test_keyset_pagination_walks_every_recording_once(client, force) -> None:
     assert starts == sorted(starts, reverse=True)
 
 
-def test_media_serves_ranges_and_audits_each_read(client, runtime, force, three_cameras) -> None:
+def test_media_serves_ranges_under_one_grant_and_one_audit_event(client, runtime, force,
+                                                                 three_cameras) -> None:
     rid = three_cameras["CAM-1"]
     clip = b"clip of CAM-1" * 20
     token = bearer(force.tokens["evidence1"])
-    whole = client.get(f"/api/v1/recordings/{rid}/media", headers=token)
+    grant = {"grant": grant_for(client, force.tokens["evidence1"], rid)}
+    whole = client.get(f"/api/v1/recordings/{rid}/media", headers=token, params=grant)
     assert whole.status_code == 200 and whole.content == clip
     assert whole.headers["accept-ranges"] == "bytes"
-    part = client.get(f"/api/v1/recordings/{rid}/media", headers={**token, "Range": "bytes=5-14"})
+    part = client.get(f"/api/v1/recordings/{rid}/media", params=grant,
+                      headers={**token, "Range": "bytes=5-14"})
     assert part.status_code == 206
     assert part.content == clip[5:15]
     assert part.headers["content-range"] == f"bytes 5-14/{len(clip)}"
-    tail = client.get(f"/api/v1/recordings/{rid}/media", headers={**token, "Range": "bytes=-7"})
+    tail = client.get(f"/api/v1/recordings/{rid}/media", params=grant,
+                      headers={**token, "Range": "bytes=-7"})
     assert tail.status_code == 206 and tail.content == clip[-7:]
-    past = client.get(f"/api/v1/recordings/{rid}/media",
+    past = client.get(f"/api/v1/recordings/{rid}/media", params=grant,
                       headers={**token, "Range": f"bytes={len(clip)}-"})
     assert past.status_code == 416
     assert past.headers["content-range"] == f"bytes */{len(clip)}"
-    dl = client.get(f"/api/v1/recordings/{rid}/media", params={"download": "true"}, headers=token)
+    dl = client.get(f"/api/v1/recordings/{rid}/media", params={**grant, "download": "true"},
+                    headers=token)
     assert dl.headers["content-disposition"].startswith("attachment;")
-    assert client.get(f"/api/v1/recordings/{rid}/media", params={"clip": 2},
+    assert client.get(f"/api/v1/recordings/{rid}/media", params={**grant, "clip": 2},
                       headers=token).status_code == 404
+    # The owner plays their own footage without a grant: each read is its own event.
+    own = bearer(force.tokens["officer1"])
+    assert client.get(f"/api/v1/recordings/{rid}/media", headers=own).status_code == 200
     with transaction(runtime.sessions) as s:
         reads = s.scalars(select(AuditEvent).where(AuditEvent.action.in_(
-            ["media.stream", "media.download"])).order_by(AuditEvent.id)).all()
+            ["recording.access_granted", "media.stream", "media.download"]))
+            .order_by(AuditEvent.id)).all()
+    # One event for the grant (with its purpose and reason), none per Range request, one per
+    # download (a copy leaves the system), one for the owner's unjustified read.
     assert [(e.action, e.actor_name) for e in reads] == [
-        ("media.stream", "evidence1")] * 3 + [("media.download", "evidence1")]
+        ("recording.access_granted", "evidence1"), ("media.download", "evidence1"),
+        ("media.stream", "officer1")]
     assert all(e.object_id == rid for e in reads)
+    details = json.loads(reads[0].details)
+    assert details["purpose"] == "investigation" and "arrest" in details["reason"]
+    assert json.loads(reads[1].details)["grant_id"] == details["grant_id"]
+
+
+def test_a_grant_is_for_one_person_one_recording_and_a_short_time(client, runtime, clock,
+                                                                  force, three_cameras) -> None:
+    rid, other = three_cameras["CAM-1"], three_cameras["CAM-2"]
+    grant = grant_for(client, force.tokens["evidence1"], rid)
+    media = f"/api/v1/recordings/{rid}/media"
+    assert client.get(media, params={"grant": grant},
+                      headers=bearer(force.tokens["sergeant1"])).status_code == 403
+    assert client.get(f"/api/v1/recordings/{other}/media", params={"grant": grant},
+                      headers=bearer(force.tokens["evidence1"])).status_code == 403
+    assert client.get(f"/api/v1/recordings/{rid}/poster", params={"grant": "forged"},
+                      headers=bearer(force.tokens["evidence1"])).status_code == 403
+    assert client.get(media, params={"grant": grant}).status_code == 401  # still signed in
+    assert client.get(media, params={"grant": grant},
+                      headers=bearer(force.tokens["evidence1"])).status_code == 200
+    clock.advance(dt.timedelta(minutes=runtime.settings.access_grant_minutes, seconds=1))
+    assert client.get(media, params={"grant": grant},
+                      headers=bearer(force.tokens["evidence1"])).status_code == 403
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    ({"purpose": "curiosity", "reason": "I wanted to see what happened"}, "purpose must be"),
+    ({"purpose": "investigation", "reason": "  because  "}, "reason of 10"),
+    ({"purpose": "investigation"}, "reason of 10"),
+    ({"reason": "Reviewing the arrest for the file"}, "purpose must be"),
+])
+def test_a_justification_needs_a_listed_purpose_and_a_reason(client, runtime, force,
+                                                             three_cameras, body, why) -> None:
+    rid = three_cameras["CAM-1"]
+    r = client.post(f"/api/v1/recordings/{rid}/access", json=body,
+                    headers=bearer(force.tokens["evidence1"]))
+    assert r.status_code == 422 and why in r.json()["detail"], r.text
+    with transaction(runtime.sessions) as s:
+        assert s.scalars(select(AuditEvent).where(
+            AuditEvent.action == "recording.access_granted")).first() is None
+
 
 
 def test_non_video_clip_is_kept_hashed_and_marked_unreadable(client, runtime, force) -> None:

@@ -287,6 +287,31 @@ def test_full_jitter_stays_within_its_bound() -> None:
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
 
 
+def test_files_no_sidecar_explains_are_uploaded_kept_and_marked(client: TestClient, force,
+                                                                tmp_path: Path) -> None:
+    """A clip whose sidecar was never written and a sidecar that does not parse are footage
+    too: they reach the server as recordings of their own and only then leave the camera."""
+    cam = tmp_path / "watch" / "bay-cam"
+    make_camera(cam, serial="CAM-1", clip_sizes=(5_000,))
+    (cam / "orphan.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"o" * 3000)
+    (cam / "garbled.json").write_text('{"recording_id": ')
+    summary = _agent(client, force.dock_token, tmp_path / "watch",
+                     Journal(tmp_path / "journal.sqlite3")).run()
+    assert (summary.confirmed, summary.refused, summary.left_behind) == (5, 0, 0)
+    assert footage(cam) == set()
+    auth = {"Authorization": f"Bearer {force.tokens['standards']}"}
+    items = client.get("/api/v1/recordings", params={"device": "CAM-1"}, headers=auth).json()
+    by_id = {i["camera_recording_id"]: i for i in items["items"]}
+    assert set(by_id) >= {"unexplained-orphan.mp4", "unexplained-garbled.json"}
+    orphan = client.get(f"/api/v1/recordings/{by_id['unexplained-orphan.mp4']['id']}",
+                        headers=auth).json()
+    assert orphan["state"] == "incomplete"  # no sidecar: marked, and kept
+    assert [f["filename"] for f in orphan["files"]] == ["orphan.mp4"]
+    garbled = client.get(f"/api/v1/recordings/{by_id['unexplained-garbled.json']['id']}",
+                         headers=auth).json()
+    assert garbled["sidecar_state"] not in ("parsed", "missing"), garbled["sidecar_state"]
+
+
 def test_the_camera_clock_is_read_against_the_dock(tmp_path: Path) -> None:
     make_camera(tmp_path, clock_offset=-3600.0)
     status = read_device_status(tmp_path)
@@ -300,11 +325,17 @@ def test_the_camera_clock_is_read_against_the_dock(tmp_path: Path) -> None:
 
 def test_the_folder_is_read_in_upload_order(tmp_path: Path) -> None:
     make_camera(tmp_path, clip_sizes=(10, 20))
-    (tmp_path / "stray.mp4").write_bytes(b"x")
+    (tmp_path / "stray <1>.mp4").write_bytes(b"x")
+    (tmp_path / "broken.json").write_text("{not a sidecar")
     contents = scan_camera(tmp_path)
-    assert [(f.kind, f.index) for f in contents.files] == [("clip", 1), ("clip", 2),
-                                                           ("track", 1), ("sidecar", 1)]
-    assert [p.name for p in contents.unlisted] == ["stray.mp4"]
+    assert [(f.kind, f.index) for f in contents.files] == [
+        ("clip", 1), ("clip", 2), ("track", 1), ("sidecar", 1),
+        ("sidecar", 1), ("clip", 1)]  # then what no sidecar explains: kept, never dropped
+    assert [p.name for p in contents.unlisted] == ["stray <1>.mp4"]
+    assert [p.name for p in contents.unreadable_sidecars] == ["broken.json"]
+    assert [f.recording for f in contents.files[-2:]] == [
+        "unexplained-broken.json", "unexplained-stray__1_.mp4"]
+    assert len({f.serial for f in contents.files}) == 1
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://127.9.9.9", "http://[::1]:8000",

@@ -21,6 +21,7 @@ import pytest
 from dock_helpers import DockProcess, MiB, footage, make_camera, wait_for
 from sqlalchemy import create_engine, text
 
+from cat_helpers import grant_for
 from live_server import LiveServer, free_port, locker
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live-server")]
@@ -109,7 +110,8 @@ def _check_stored_once(site: Site, files: dict[str, bytes], recording: str = "R1
     assert len(listed) == 1, listed
     rid = listed[0]["id"]
     assert listed[0]["state"] == "complete"
-    media = httpx.get(f"{site.server.url}/api/v1/recordings/{rid}/media",
+    grant = grant_for(httpx, site.viewer, rid, base=site.server.url)
+    media = httpx.get(f"{site.server.url}/api/v1/recordings/{rid}/media", params={"grant": grant},
                       headers={"Authorization": f"Bearer {site.viewer}"}, timeout=30)
     assert media.status_code == 200
     assert media.content == files[f"{recording}_001.mp4"]

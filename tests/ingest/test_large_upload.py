@@ -11,6 +11,7 @@ import os
 import pytest
 from sqlalchemy import update
 
+from cat_helpers import grant_for
 from evidence_locker.db import transaction
 from evidence_locker.ingest.models import Upload
 from tus_helpers import auth, meta_header, patch
@@ -52,6 +53,7 @@ def test_upload_and_ranged_read_beyond_four_gib(client, runtime, force, tmp_path
 
     rid = done.headers["locker-recording"]
     r = client.get(f"/api/v1/recordings/{rid}/media",
+                   params={"grant": grant_for(client, force.tokens["standards"], rid)},
                    headers={"Authorization": f"Bearer {force.tokens['standards']}",
                             "Range": f"bytes={FOUR_GIB}-"})
     assert r.status_code == 206

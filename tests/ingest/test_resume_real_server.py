@@ -14,6 +14,7 @@ import pytest
 from tusclient import client as tus_client
 from tusclient.storage.filestorage import FileStorage
 
+from cat_helpers import grant_for
 from live_server import LiveServer, free_port, locker
 from tus_helpers import auth, b64
 
@@ -50,6 +51,7 @@ def _stored_bytes(srv: LiveServer, user_token: str, sha: str) -> bytes:
     assert len(found["items"]) == 1
     rid = found["items"][0]["id"]
     media = httpx.get(f"{srv.url}/api/v1/recordings/{rid}/media",
+                      params={"grant": grant_for(httpx, user_token, rid, base=srv.url)},
                       headers={"Authorization": f"Bearer {user_token}"})
     assert media.status_code == 200
     return media.content

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cat_helpers import grant_for
 from live_server import LiveServer, free_port, locker
 from tus_helpers import auth, b64
 
@@ -83,5 +84,6 @@ def test_upload_started_on_one_node_finishes_on_another(nodes, tmp_path: Path) -
     user = locker("tokens", "create", "--user", "pso", env=b.env).stdout.strip().splitlines()[-1]
     rec = rest.headers["locker-recording"]
     media = httpx.get(f"{b.url}/api/v1/recordings/{rec}/media",
+                      params={"grant": grant_for(httpx, user, rec, base=b.url)},
                       headers={"Authorization": f"Bearer {user}"})
     assert hashlib.sha256(media.content).hexdigest() == sha

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 from fastapi.testclient import TestClient
@@ -49,8 +50,29 @@ def test_sign_in_sets_a_hardened_cookie_and_lists_recordings(client, force) -> N
     assert "PC 1001" in page.text
     detail = client.get(f"/recordings/{rid}")
     assert detail.status_code == 200
-    assert f"/api/v1/recordings/{rid}/media?clip=1" in detail.text
     assert hashlib.sha256(b"c" * 10).hexdigest() in detail.text
+    # Not their footage: a purpose and a reason before it plays.
+    assert "/media" not in detail.text and 'action="/recordings/' in detail.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', detail.text)
+    assert csrf
+    vague = client.post(f"/recordings/{rid}/access", follow_redirects=False,
+                        data={"purpose": "investigation", "reason": "why not", "clip": "1",
+                              "csrf": csrf.group(1)})
+    assert vague.status_code == 422 and "reason of 10" in vague.text
+    forged = client.post(f"/recordings/{rid}/access", follow_redirects=False,
+                         data={"purpose": "investigation", "reason": "Reviewing the arrest",
+                               "clip": "1", "csrf": "forged"})
+    assert forged.status_code == 403
+    ok = client.post(f"/recordings/{rid}/access", follow_redirects=False,
+                     data={"purpose": "investigation", "reason": "Reviewing the arrest",
+                           "clip": "1", "csrf": csrf.group(1)})
+    assert ok.status_code == 303
+    player = client.get(ok.headers["location"])
+    grant = re.search(rf'src="/api/v1/recordings/{rid}/media\?clip=1&amp;grant=([^"]+)"',
+                      player.text)
+    assert grant, player.text
+    assert client.get(f"/api/v1/recordings/{rid}/media",
+                      params={"grant": grant.group(1)}).content == b"c" * 10
 
 
 def test_wrong_password_is_refused_and_audited(client, runtime, force) -> None:
@@ -111,3 +133,18 @@ def test_device_supplied_text_is_escaped(client, force) -> None:
     detail = client.get(f"/recordings/{rid.group(1)}")
     assert "<img src=x" not in detail.text
     assert "&lt;img src=x onerror=alert(1)&gt;.mp4" in detail.text
+
+
+def test_own_footage_plays_without_a_justification(client, runtime, force) -> None:
+    rid = record_camera(client, force.dock_token, device="CAM-1", recording="R1", clip=b"o" * 10)
+    sign_in(client, "officer1", force.passwords["officer1"])
+    detail = client.get(f"/recordings/{rid}")
+    grant = re.search(rf'src="/api/v1/recordings/{rid}/media\?clip=1&amp;grant=([^"]+)"',
+                      detail.text)
+    assert grant and "form" not in detail.text.split("<dl")[0].split("</h1>")[1]
+    assert client.get(f"/api/v1/recordings/{rid}/media",
+                      params={"grant": grant.group(1)}).content == b"o" * 10
+    with transaction(runtime.sessions) as s:
+        granted = s.scalars(select(AuditEvent).where(
+            AuditEvent.action == "recording.access_granted")).all()
+    assert [json.loads(e.details)["purpose"] for e in granted] == ["own footage"]

@@ -121,3 +121,19 @@ class RecordingFile(Base):
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     recording: Mapped[Recording] = relationship(back_populates="files")
+
+
+class AccessGrant(Base):
+    """A purpose and reason given once for playing someone else's footage (catalogue/access.py);
+    only the token's SHA-256 is kept."""
+
+    __tablename__ = "access_grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("recordings.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

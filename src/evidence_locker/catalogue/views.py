@@ -1,4 +1,6 @@
-"""/api/v1/recordings: search, detail, media with Range, poster. Every read is audited."""
+"""/api/v1/recordings: search, detail, access (justification), media with Range, poster.
+
+Every read is audited: searches and detail per request, someone else's footage once per grant."""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ from urllib.parse import quote
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
-from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
+from evidence_locker.accounts.roles import Principal, may_view_footage_at_all, needs_justification
 from evidence_locker.audit.service import record
-from evidence_locker.catalogue import queries
+from evidence_locker.catalogue import access, queries
 from evidence_locker.db import transaction
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
 from evidence_locker.web.problems import ApiError
@@ -79,6 +82,37 @@ def get_recording(recording_id: str, request: Request, principal: Viewer) -> dic
     return body
 
 
+class AccessRequest(BaseModel):
+    purpose: str = Field("", max_length=100)
+    reason: str = Field("", max_length=4000)
+
+
+@router.post("/{recording_id}/access", status_code=201)
+def request_access(recording_id: str, body: AccessRequest, request: Request,
+                   principal: Viewer) -> dict[str, Any]:
+    """The justification for playing or downloading footage that is not one's own: one audit
+    event, and a short-lived grant for the media and poster URLs (`?grant=`)."""
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        if rec is None:
+            raise ApiError(404, "Not found", "no such recording, or not yours to see")
+        own = not needs_justification(principal, queries.scope_of(session, rec))
+        try:
+            grant = access.issue_grant(
+                session, clock=runtime.clock, principal=principal,
+                actor=actor_from(request, principal), recording=rec, purpose=body.purpose,
+                reason=body.reason, purposes=runtime.settings.access_purposes,
+                minutes=runtime.settings.access_grant_minutes, own=own)
+        except access.GrantRefused as exc:
+            raise ApiError(422, "Justification refused", str(exc)) from exc
+        rid = str(rec.id)
+    base = f"/api/v1/recordings/{rid}"
+    return {"grant": grant.token, "expires_at": grant.expires_at.isoformat(),
+            "media_url": f"{base}/media?grant={grant.token}",
+            "poster_url": f"{base}/poster?grant={grant.token}"}
+
+
 @dataclass(frozen=True)
 class ClipRef:
     sha256: str
@@ -88,9 +122,11 @@ class ClipRef:
 
 
 def _find_clip(request: Request, principal: Principal, recording_id: str, clip: int,
-               audit_action: str | None = None, details: dict[str, Any] | None = None) -> ClipRef:
-    """Clip N of a recording the caller may see; with `audit_action`, the read is recorded in
-    the same transaction."""
+               grant: str | None, audit_action: str | None = None,
+               details: dict[str, Any] | None = None) -> ClipRef:
+    """Clip N of a recording the caller may see and, unless it is their own, holds a grant for.
+    With `audit_action` the read is recorded in the same transaction, except a stream under a
+    grant: the grant's own event covers the many Range requests of one playback."""
     runtime = runtime_of(request)
     with transaction(runtime.sessions) as session:
         rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
@@ -99,11 +135,17 @@ def _find_clip(request: Request, principal: Principal, recording_id: str, clip: 
         f = queries.clip_of(rec, clip)
         if f is None:
             raise ApiError(404, "Not found", f"recording has no clip {clip}")
-        if audit_action is not None:
+        live = access.valid_grant(session, clock=runtime.clock, principal=principal,
+                                  recording_id=rec.id, token=grant)
+        if live is None and needs_justification(principal, queries.scope_of(session, rec)):
+            raise ApiError(403, "Justification required",
+                           f"this is not your footage: POST /api/v1/recordings/{rec.id}/access "
+                           "with a purpose and a reason, then add ?grant=<grant> to this URL")
+        if audit_action is not None and (live is None or audit_action == "media.download"):
             record(session, clock=runtime.clock, actor=actor_from(request, principal),
                    action=audit_action, object_type="recording", object_id=str(rec.id),
                    details={"file_id": f.id, "clip": clip, "sha256": f.sha256,
-                            **(details or {})})
+                            **({"grant_id": live.id} if live else {}), **(details or {})})
         return ClipRef(f.sha256, f.size, f.filename, f.poster_sha256)
 
 
@@ -113,6 +155,7 @@ async def media(
     request: Request,
     clip: int = Query(1, ge=1, le=10_000),
     download: bool = Query(False),
+    grant: str | None = Query(None, max_length=200),
 ) -> Response:
     """The original bytes of clip N, with HTTP Range (206) for playback."""
     runtime = runtime_of(request)
@@ -121,13 +164,13 @@ async def media(
 
     def lookup() -> tuple[ClipRef, tuple[int, int] | None]:
         # Check the range before recording the read, so a refused request is not a read.
-        size = _find_clip(request, principal, recording_id, clip).size
+        size = _find_clip(request, principal, recording_id, clip, grant).size
         try:
             rng = parse_range(range_header, size)
         except RangeNotSatisfiable as exc:
             raise ApiError(416, "Range Not Satisfiable", f"the clip has {size} bytes",
                            headers={"Content-Range": f"bytes */{size}"}) from exc
-        ref = _find_clip(request, principal, recording_id, clip,
+        ref = _find_clip(request, principal, recording_id, clip, grant,
                          "media.download" if download else "media.stream",
                          {"range": f"{rng[0]}-{rng[1]}" if rng else "all"})
         return ref, rng
@@ -151,12 +194,13 @@ async def media(
 
 @router.get("/{recording_id}/poster", response_class=Response)
 def poster(recording_id: str, request: Request, principal: Viewer,
-           clip: int = Query(1, ge=1, le=10_000)) -> Response:
+           clip: int = Query(1, ge=1, le=10_000),
+           grant: str | None = Query(None, max_length=200)) -> Response:
     """A still frame of clip N (JPEG), made by the probe job."""
     runtime = runtime_of(request)
-    if _find_clip(request, principal, recording_id, clip).poster_sha256 is None:
+    if _find_clip(request, principal, recording_id, clip, grant).poster_sha256 is None:
         raise ApiError(404, "Not found", "no poster frame (not probed yet, or unreadable)")
-    ref = _find_clip(request, principal, recording_id, clip, "media.poster")
+    ref = _find_clip(request, principal, recording_id, clip, grant, "media.poster")
     assert ref.poster_sha256 is not None
     data = b"".join(runtime.store.read_range(ref.poster_sha256))
     return Response(data, media_type="image/jpeg",

@@ -202,17 +202,17 @@ class _Docking:
                     if (str(f.path), f.size, f.mtime_ns) not in self.refused]
             self.view.files_waiting = len(contents.files)
             self.view.bytes_waiting = sum(f.size for f in contents.files)
-            self.view.left_behind = (len(contents.unlisted) + len(contents.unreadable_sidecars)
-                                     + len(contents.files) - len(todo))
+            self.view.left_behind = len(contents.files) - len(todo)
             if todo and self.view.status is None:
                 self.view.serial = todo[0].serial  # no device.json: the sidecar names it
             if not announced:
                 a.reporter.docked(self.bay, self.view.serial, self.view.bytes_waiting, len(todo))
                 for p in contents.unlisted:
-                    log.warning("bay %d: %s is in no sidecar: left on the camera", self.bay, p.name)
+                    log.warning("bay %d: %s is in no sidecar: uploaded as a recording of its "
+                                "own, for the server to keep and mark", self.bay, p.name)
                 for p in contents.unreadable_sidecars:
-                    log.error("bay %d: sidecar %s does not parse: its recording is left on the "
-                              "camera", self.bay, p.name)
+                    log.error("bay %d: sidecar %s does not parse: it and the files it meant to "
+                              "list are uploaded to be kept and marked", self.bay, p.name)
                 announced = True
             if not todo:
                 a.reporter.status(self.bay, "done" if not self.view.left_behind

@@ -25,7 +25,9 @@ never acted on (and never deleted).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,7 +123,8 @@ def _sidecars(folder: Path) -> Iterator[Path]:
 def scan_camera(folder: Path) -> CameraContents:
     """Every recording in the folder, sidecar-driven: a sidecar is written last, so the files it
     lists are complete. A listed file already gone was confirmed and deleted earlier (the dock
-    deletes nothing unconfirmed); files no sidecar lists are left alone and reported."""
+    deletes nothing unconfirmed); files no sidecar explains come last, as recordings of their
+    own."""
     files: list[CameraFile] = []
     unreadable: list[Path] = []
     listed: set[str] = {DEVICE_FILE}
@@ -143,6 +146,30 @@ def scan_camera(folder: Path) -> CameraContents:
                 continue
             files.append(CameraFile(path, sc.device.serial, sc.recording_id, kind, index,
                                     st.st_size, st.st_mtime_ns))
-    unlisted = [Path(e.path) for e in os.scandir(folder)
-                if e.is_file() and not e.name.startswith(".") and e.name not in listed]
-    return CameraContents(files, unreadable, sorted(unlisted))
+    unlisted = sorted(Path(e.path) for e in os.scandir(folder)
+                      if e.is_file() and not e.name.startswith(".") and e.name not in listed)
+    # Footage is never dropped: what no sidecar explains goes up too, each file as its own
+    # recording, for the server to keep and mark (incomplete, unreadable, or a sidecar that
+    # does not parse). Uploaded last, so a readable recording is never held up by them.
+    serial = files[0].serial if files else _serial_of(folder)
+    for path, kind in [*((p, "sidecar") for p in unreadable), *((p, "clip") for p in unlisted)]:
+        st = _stat(path)
+        if st is not None:
+            files.append(CameraFile(path, serial, unexplained_recording_id(path.name), kind, 1,
+                                    st.st_size, st.st_mtime_ns))
+    return CameraContents(files, unreadable, unlisted)
+
+
+def unexplained_recording_id(name: str) -> str:
+    """A recording id for a file no sidecar explains: its name, in the characters the server
+    accepts (`[A-Za-z0-9._:-]`, at most 128), so the same file always maps to the same id."""
+    safe = re.sub(r"[^A-Za-z0-9._:-]", "_", name)
+    if len(safe) > 100:
+        safe = safe[:60] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return f"unexplained-{safe}"
+
+
+def _serial_of(folder: Path) -> str:
+    """The camera's serial without a readable sidecar: device.json, else the folder's name."""
+    status = read_device_status(folder)
+    return status.serial if status is not None else folder.name

@@ -10,20 +10,21 @@ import hmac
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import RedirectResponse, Response
 
-from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
+from evidence_locker.accounts.roles import Principal, may_view_footage_at_all, needs_justification
 from evidence_locker.accounts.service import (
     Passwords,
     authenticate,
     create_session,
     end_session,
 )
-from evidence_locker.catalogue import queries
+from evidence_locker.catalogue import access, queries
 from evidence_locker.db import transaction
 from evidence_locker.web.auth import (
     SESSION_COOKIE,
@@ -150,7 +151,10 @@ def recordings_page(request: Request, officer: str | None = None, device: str | 
 
 
 @router.get("/recordings/{recording_id}")
-def recording_page(recording_id: str, request: Request, clip: int = 1) -> Response:
+def recording_page(recording_id: str, request: Request, clip: int = 1,
+                   grant: str | None = None) -> Response:
+    """The recording's facts; its player only with a grant. Someone else's footage asks for a
+    purpose and reason first; one's own gets a grant without asking (still one audit event)."""
     principal = _signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
@@ -161,7 +165,62 @@ def recording_page(recording_id: str, request: Request, clip: int = 1) -> Respon
         body = queries.view_recorded(session, clock=runtime.clock, principal=principal,
                                      actor=actor_from(request, principal),
                                      recording_id=recording_id, via="web")
-    if body is None:
-        return _render(request, "not_found.html", {}, status=404)
+        if body is None:
+            return _render(request, "not_found.html", {}, status=404)
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        assert rec is not None
+        own = not needs_justification(principal, queries.scope_of(session, rec))
+        live = access.valid_grant(session, clock=runtime.clock, principal=principal,
+                                  recording_id=rec.id, token=grant)
+        token = grant if live is not None else None
+        if token is None and own:
+            token = access.issue_grant(
+                session, clock=runtime.clock, principal=principal,
+                actor=actor_from(request, principal), recording=rec, purpose="", reason="",
+                purposes=runtime.settings.access_purposes,
+                minutes=runtime.settings.access_grant_minutes, own=True).token
+    return _recording(request, body, clip, token)
+
+
+def _recording(request: Request, body: dict[str, Any], clip: int, grant: str | None,
+               error: str | None = None, form: dict[str, str] | None = None,
+               status: int = 200) -> Response:
     clips = [f for f in body["files"] if f["kind"] == "clip"]
-    return _render(request, "recording.html", {"r": body, "clips": clips, "clip": clip})
+    return _render(request, "recording.html", {
+        "r": body, "clips": clips, "clip": clip, "grant": grant, "error": error,
+        "form": form or {"purpose": "", "reason": ""},
+        "purposes": runtime_of(request).settings.access_purposes}, status=status)
+
+
+@router.post("/recordings/{recording_id}/access")
+def recording_access(recording_id: str, request: Request,
+                     purpose: str = Form("", max_length=100),
+                     reason: str = Form("", max_length=4000),
+                     clip: int = Form(1, ge=1, le=10_000),
+                     csrf: str = Form("", max_length=200)) -> Response:
+    """The justification form: one audit event, then the player with its grant."""
+    principal = _signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    _check_csrf(getattr(request.state, "csrf_token", ""), csrf)
+    if not may_view_footage_at_all(principal):
+        return _render(request, "no_footage.html", {}, status=403)
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        if rec is None:
+            return _render(request, "not_found.html", {}, status=404)
+        own = not needs_justification(principal, queries.scope_of(session, rec))
+        try:
+            grant = access.issue_grant(
+                session, clock=runtime.clock, principal=principal,
+                actor=actor_from(request, principal), recording=rec, purpose=purpose,
+                reason=reason, purposes=runtime.settings.access_purposes,
+                minutes=runtime.settings.access_grant_minutes, own=own)
+        except access.GrantRefused as exc:
+            body = queries.describe(session, rec)
+            return _recording(request, body, clip, None, error=str(exc),
+                              form={"purpose": purpose, "reason": reason}, status=422)
+        rid = rec.id
+    return RedirectResponse(f"/recordings/{rid}?{urlencode({'clip': clip, 'grant': grant.token})}",
+                            status_code=303)
