@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -21,6 +21,10 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+
+# Keys of the tables that grow with every recording or event: 64-bit on PostgreSQL (a 32-bit key
+# runs out in years at the reference force); SQLite's INTEGER PRIMARY KEY is 64-bit already.
+BigId = BigInteger().with_variant(Integer, "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy import BigInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from evidence_locker.db import Base, UTCDateTime
-
-BigId = BigInteger().with_variant(Integer, "sqlite")
+from evidence_locker.db import Base, BigId, UTCDateTime
 
 
 class AuditEvent(Base):

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from evidence_locker.db import Base, UTCDateTime
+from evidence_locker.db import Base, BigId, UTCDateTime
 
 
 class Blob(Base):
@@ -43,6 +43,8 @@ class Recording(Base):
         Index("ix_recordings_sort", "sort_at", "id"),
         Index("ix_recordings_officer_sort", "officer_id", "sort_at", "id"),
         Index("ix_recordings_unit_sort", "unit_id", "sort_at", "id"),
+        # Which cameras docked in a window (fleet rollout): an index-only range scan.
+        Index("ix_recordings_received_device", "received_at", "device_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -67,7 +69,7 @@ class Recording(Base):
     clock_suspect: Mapped[bool] = mapped_column(Boolean, default=False)
     clock_note: Mapped[str | None] = mapped_column(Text)
 
-    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     # What lists sort and page by: the corrected start once known, else the receipt time.
     sort_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -94,7 +96,7 @@ class RecordingFile(Base):
         Index("ix_recording_files_media_state", "media_state", "received_at"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     recording_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recordings.id"))
     kind: Mapped[str] = mapped_column(String(16))  # clip | sidecar | track
     index: Mapped[int] = mapped_column(Integer, default=1)

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from evidence_locker.db import Base, UTCDateTime
+from evidence_locker.db import Base, BigId, UTCDateTime
 
 
 class Unit(Base):
@@ -134,8 +134,7 @@ class CameraObservation(Base):
     __tablename__ = "camera_observations"
     __table_args__ = (Index("ix_camera_observations_device_at", "device_id", "observed_at"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
     dock_id: Mapped[int] = mapped_column(ForeignKey("docks.id"))
     bay: Mapped[int] = mapped_column(Integer)
