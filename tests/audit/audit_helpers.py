@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Table, delete, event, text, update
@@ -17,8 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from evidence_locker import db
 from evidence_locker.audit.chain import ChainReport, sequence_pending, verify_chain
+from evidence_locker.audit.checkpoints import (
+    AuditVerification,
+    SignedCheckpoint,
+    checkpoint_file,
+    make_checkpoint,
+    verify_audit,
+)
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.audit.service import Actor, record
+from evidence_locker.audit.signing import KeyRing, Signer, public_key_text, write_private_key
 from evidence_locker.clock import FixedClock
 
 T0 = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC)
@@ -104,3 +113,50 @@ def open_audit_db(url: str) -> Iterator[AuditDb]:
         yield AuditDb(url, engine, db.make_session_factory(engine), FixedClock(T0))
     finally:
         engine.dispose()
+
+
+# --- signed checkpoints --------------------------------------------------------------------
+
+
+def _signer(path: Path) -> Signer:
+    write_private_key(path)
+    return Signer.from_file(path)
+
+
+def _ring(*signers: Signer) -> KeyRing:
+    return KeyRing.from_texts([public_key_text(s.key.public_key()) for s in signers])
+
+
+class Locker:
+    """One audit database, a signing key and a checkpoint directory."""
+
+    def __init__(self, adb: AuditDb, tmp: Path) -> None:
+        self.adb = adb
+        self.signer = _signer(tmp / "keys" / "audit-signing.pem")
+        self.dir = tmp / "checkpoints"
+        self.file = checkpoint_file(self.dir)
+
+    def events(self, count: int) -> None:
+        for i in range(count):
+            self.adb.record(1, object_type="recording", object_id=f"r{i}", details={"i": i})
+        self.adb.sequence(batch=3)
+
+    def checkpoint(self, signer: Signer | None = None, **kw: Any) -> SignedCheckpoint:
+        outcome = make_checkpoint(self.adb.factory, clock=self.adb.clock,
+                                  signer=signer or self.signer, directory=self.dir, **kw)
+        assert outcome.made is not None, outcome
+        self.adb.clock.advance(dt.timedelta(minutes=15))
+        return outcome.made
+
+    def verify(self, ring: KeyRing | None = None, batch: int = 4) -> AuditVerification:
+        with self.adb.factory() as session:
+            return verify_audit(session, keys=_ring(self.signer) if ring is None else ring,
+                                file=self.file, batch=batch)
+
+    def drop_checkpoint_triggers(self) -> None:
+        with self.adb.engine.begin() as conn:
+            if self.adb.engine.dialect.name == "postgresql":
+                conn.execute(text("DROP TRIGGER audit_checkpoints_guard ON audit_checkpoints"))
+            else:
+                conn.execute(text("DROP TRIGGER audit_checkpoints_no_update"))
+                conn.execute(text("DROP TRIGGER audit_checkpoints_no_delete"))

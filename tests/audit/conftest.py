@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import AuditDb, open_audit_db
+from audit_helpers import AuditDb, Locker, open_audit_db
 from sqlalchemy import create_engine, text
 
 from evidence_locker import db
@@ -58,3 +58,8 @@ def new_audit_db_url(
 def audit_db(new_audit_db_url: Callable[[], str]) -> Iterator[AuditDb]:
     with open_audit_db(new_audit_db_url()) as adb:
         yield adb
+
+
+@pytest.fixture
+def locker(audit_db: AuditDb, tmp_path: Path) -> Locker:
+    return Locker(audit_db, tmp_path)

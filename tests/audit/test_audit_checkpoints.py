@@ -4,7 +4,6 @@ archived prefix is verified from a signed archive boundary."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import stat
 from dataclasses import replace
@@ -12,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import TABLE, AuditDb
-from sqlalchemy import delete, text, update
+from audit_helpers import TABLE, AuditDb, Locker, _ring, _signer
+from sqlalchemy import delete, update
 from typer.testing import CliRunner
 
 from evidence_locker import db
@@ -23,66 +22,15 @@ from evidence_locker.audit.checkpoints import (
     AuditVerification,
     SignedCheckpoint,
     _append_line,
-    checkpoint_file,
     make_checkpoint,
     read_file,
-    verify_audit,
 )
 from evidence_locker.audit.cli import EXIT_UNCHECKED, app
 from evidence_locker.audit.models import AuditCheckpoint
-from evidence_locker.audit.signing import KeyRing, Signer, public_key_text, write_private_key
+from evidence_locker.audit.signing import KeyRing, Signer, public_key_text
 
 runner = CliRunner()
 N = 10
-
-
-def _signer(path: Path) -> Signer:
-    write_private_key(path)
-    return Signer.from_file(path)
-
-
-def _ring(*signers: Signer) -> KeyRing:
-    return KeyRing.from_texts([public_key_text(s.key.public_key()) for s in signers])
-
-
-class Locker:
-    """One audit database, a signing key and a checkpoint directory."""
-
-    def __init__(self, adb: AuditDb, tmp: Path) -> None:
-        self.adb = adb
-        self.signer = _signer(tmp / "keys" / "audit-signing.pem")
-        self.dir = tmp / "checkpoints"
-        self.file = checkpoint_file(self.dir)
-
-    def events(self, count: int) -> None:
-        for i in range(count):
-            self.adb.record(1, object_type="recording", object_id=f"r{i}", details={"i": i})
-        self.adb.sequence(batch=3)
-
-    def checkpoint(self, signer: Signer | None = None, **kw: Any) -> SignedCheckpoint:
-        outcome = make_checkpoint(self.adb.factory, clock=self.adb.clock,
-                                  signer=signer or self.signer, directory=self.dir, **kw)
-        assert outcome.made is not None, outcome
-        self.adb.clock.advance(dt.timedelta(minutes=15))
-        return outcome.made
-
-    def verify(self, ring: KeyRing | None = None, batch: int = 4) -> AuditVerification:
-        with self.adb.factory() as session:
-            return verify_audit(session, keys=_ring(self.signer) if ring is None else ring,
-                                file=self.file, batch=batch)
-
-    def drop_checkpoint_triggers(self) -> None:
-        with self.adb.engine.begin() as conn:
-            if self.adb.engine.dialect.name == "postgresql":
-                conn.execute(text("DROP TRIGGER audit_checkpoints_guard ON audit_checkpoints"))
-            else:
-                conn.execute(text("DROP TRIGGER audit_checkpoints_no_update"))
-                conn.execute(text("DROP TRIGGER audit_checkpoints_no_delete"))
-
-
-@pytest.fixture
-def locker(audit_db: AuditDb, tmp_path: Path) -> Locker:
-    return Locker(audit_db, tmp_path)
 
 
 def _content(row: dict[str, Any]) -> dict[str, Any]:

@@ -447,16 +447,19 @@ def _compare_copies(
 def _archive_start(
     session: Session, signed: list[tuple[int, SignedCheckpoint]]
 ) -> Checkpoint | None:
-    """A signed archive-boundary checkpoint right below the oldest event still in the table.
+    """The newest signed archive-boundary checkpoint, once events from seq 1 are gone.
 
-    Only such a checkpoint lets the walk begin after seq 1: a missing prefix without one is
-    reported by the walk as removed events.
+    Only such a checkpoint lets the walk begin after seq 1; a missing prefix without one is
+    reported by the walk as removed events, and a gap between the boundary and the oldest
+    event still walked is reported as removed too. Events at or below the boundary that are
+    still in the table (linked late across a partition boundary) belong to the archived
+    segment and are verified with it (deploy/AUDIT-PARTITIONING.md).
     """
     first = first_linked(session)
     if first is None or first[0] <= 1:
         return None
-    boundary = first[0] - 1
-    for _number, cp in reversed(signed):
-        if cp.kind == ARCHIVE_BOUNDARY and cp.seq == boundary:
-            return Checkpoint(cp.seq, cp.hash)
-    return None
+    boundaries = [cp for _n, cp in signed if cp.kind == ARCHIVE_BOUNDARY]
+    if not boundaries:
+        return None
+    best = max(boundaries, key=lambda cp: cp.seq)
+    return Checkpoint(best.seq, best.hash)
