@@ -196,11 +196,17 @@ def upload(
                                               help="upload token")] = None,
 ) -> None:
     """Upload every recording in a camera folder over tus (deletes nothing; see `locker dock`)."""
+    from evidence_locker.dock.agent import InsecureServer, check_server_url
     from evidence_locker.dock.client import TusClient, UploadFailed, upload_camera_folder
 
     secret = token_file.read_text().strip() if token_file else token
     if not secret:
         raise typer.BadParameter("give --token-file or --token (or LOCKER_UPLOAD_TOKEN)")
+    try:
+        server = check_server_url(server)
+    except InsecureServer as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     with TusClient(server, secret) as client:
         try:
             upload_camera_folder(client, folder, log_line=typer.echo)

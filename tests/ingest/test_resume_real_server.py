@@ -198,3 +198,6 @@ def test_locker_upload_sends_a_simulated_camera(server: LiveServer, tmp_path: Pa
                  env=server.env)
     assert bad.returncode == 1
     assert "401" in bad.stderr
+    plain = locker("upload", str(cam), "--server", "http://locker.example.police.uk",
+                   "--token-file", str(token_file), env=server.env)
+    assert plain.returncode == 2 and "refusing plain http://" in plain.stderr
