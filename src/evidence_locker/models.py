@@ -2,7 +2,14 @@
 
 from evidence_locker.accounts.models import ApiToken, User, WebSession
 from evidence_locker.audit.models import AuditCheckpoint, AuditEvent
-from evidence_locker.catalogue.models import AccessGrant, Blob, Recording, RecordingFile
+from evidence_locker.catalogue.models import (
+    AccessGrant,
+    Blob,
+    Recording,
+    RecordingFile,
+    RecordingRestriction,
+    RestrictionAccess,
+)
 from evidence_locker.db import Base
 from evidence_locker.fleet.models import Device, Dock, Officer, Unit
 from evidence_locker.ingest.models import Upload
@@ -19,6 +26,8 @@ __all__ = [
     "Officer",
     "Recording",
     "RecordingFile",
+    "RecordingRestriction",
+    "RestrictionAccess",
     "Unit",
     "Upload",
     "User",

@@ -1,7 +1,9 @@
 """search() builds its page from one ordered index scan per unit in scope (and one for the
 officer's own footage), because a single OR over the whole window is seconds at 10 M rows. This
 checks it against the visibility rule written the plain way, a WHERE clause, on a random
-catalogue: same rows, same order, page after page, for every role and filter combination."""
+catalogue: same rows, same order, page after page, for every role and filter combination. The
+catalogue has restricted and post-incident recordings with random access lists, and the same rule
+is checked per recording too (roles.may_view_recording over queries.scope_of)."""
 
 from __future__ import annotations
 
@@ -10,16 +12,31 @@ import random
 import uuid
 from typing import Any
 
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.orm import Session
 
-from evidence_locker.accounts.roles import Principal, Role, may_view_footage_at_all
-from evidence_locker.catalogue.models import Blob, Recording, RecordingFile
-from evidence_locker.catalogue.queries import Filters, search
+from evidence_locker.accounts.models import User
+from evidence_locker.accounts.roles import (
+    POST_INCIDENT,
+    RESTRICTION_KINDS,
+    Principal,
+    Role,
+    may_view_footage_at_all,
+    may_view_recording,
+)
+from evidence_locker.catalogue.models import (
+    Blob,
+    Recording,
+    RecordingFile,
+    RecordingRestriction,
+    RestrictionAccess,
+)
+from evidence_locker.catalogue.queries import Filters, scope_of, search
 from evidence_locker.db import transaction
 from evidence_locker.fleet.models import Officer, Unit
 
 T0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+USERS = list(range(1, 9))  # the principals' user ids; random access lists name them
 # (code, parent): a force, two commands, five units, one unit nested a level deeper.
 TREE = (("F", None), ("C1", "F"), ("C2", "F"), ("U1", "C1"), ("U2", "C1"), ("U3", "C1"),
         ("U4", "C2"), ("U4A", "U4"), ("U5", "C2"))
@@ -30,14 +47,22 @@ def reference(stmt: Select[Any], p: Principal, session: Session, f: Filters) -> 
     def subtree(path: str) -> Any:
         return Recording.unit_id.in_(select(Unit.id).where(Unit.path.startswith(path)))
 
-    if not may_view_footage_at_all(p) or p.role in (Role.WATCHDOG, Role.PROSECUTOR):
+    restricted = Recording.id.in_(select(RecordingRestriction.recording_id))
+    post_incident = Recording.id.in_(select(RecordingRestriction.recording_id).where(
+        RecordingRestriction.kind == POST_INCIDENT))
+    listed = Recording.id.in_(select(RestrictionAccess.recording_id).where(
+        RestrictionAccess.user_id == p.user_id))
+    if not may_view_footage_at_all(p) or p.role == Role.PROSECUTOR:
         stmt = stmt.where(false())
-    elif p.role != Role.PROFESSIONAL_STANDARDS:
+    elif p.role == Role.WATCHDOG:
+        stmt = stmt.where(and_(restricted, listed))
+    elif p.role == Role.PROFESSIONAL_STANDARDS:
+        stmt = stmt.where(or_(~post_incident, listed))
+    else:
         own = Recording.officer_id == p.officer_id if p.officer_id is not None else false()
-        if p.role == Role.OFFICER or not p.unit_path:
-            stmt = stmt.where(own)
-        else:
-            stmt = stmt.where(or_(own, subtree(p.unit_path)))
+        seen = own if p.role == Role.OFFICER or not p.unit_path else \
+            or_(own, subtree(p.unit_path))
+        stmt = stmt.where(or_(and_(seen, ~restricted), and_(restricted, listed)))
     if f.unit is not None:
         unit = session.scalars(select(Unit).where(Unit.code == f.unit)).one()
         stmt = stmt.where(subtree(unit.path))
@@ -97,22 +122,42 @@ def build(session: Session, rng: random.Random) -> tuple[dict[str, int], list[in
                                       filename=f"c{index}.mp4", sha256=rng.choice(shas), size=1,
                                       received_at=at))
     session.flush()
+    for uid in USERS:
+        session.add(User(id=uid, username=f"user{uid}", role="officer", created_at=T0))
+    session.flush()
+    # About one recording in eight restricted, a third of those post-incident, each with a random
+    # access list of the principals' users.
+    for rec in session.scalars(select(Recording).order_by(Recording.id)):
+        if rng.random() < 0.125:
+            session.add(RecordingRestriction(recording_id=rec.id, kind=rng.choice(
+                [*RESTRICTION_KINDS, RESTRICTION_KINDS[0]]), reason="test", placed_by=1,
+                placed_at=T0))
+            session.flush()
+            for uid in rng.sample(USERS, rng.choice([0, 1, 1, 2, 4])):
+                session.add(RestrictionAccess(recording_id=rec.id, user_id=uid, added_by=1,
+                                              added_at=T0))
+    session.flush()
     return units, officers, shas
 
 
 def principals(units: dict[str, int], officers: list[int]) -> list[Principal]:
     paths = {c: "/" + "/".join(_chain(c)) + "/" for c in units}
-    out = [Principal(user_id=1, username="ps", role=Role.PROFESSIONAL_STANDARDS),
-           Principal(user_id=2, username="pros", role=Role.PROSECUTOR),
-           Principal(user_id=3, username="aud", role=Role.AUDITOR)]
+    ids = iter(USERS * 20)
+    out = [Principal(user_id=next(ids), username="ps", role=Role.PROFESSIONAL_STANDARDS)
+           for _ in range(3)]
+    out += [Principal(user_id=next(ids), username="wd", role=Role.WATCHDOG) for _ in range(3)]
+    out += [Principal(user_id=next(ids), username="pros", role=Role.PROSECUTOR),
+            Principal(user_id=next(ids), username="aud", role=Role.AUDITOR)]
     for officer in officers[:4]:
-        out.append(Principal(user_id=4, username="pc", role=Role.OFFICER, officer_id=officer))
+        out.append(Principal(user_id=next(ids), username="pc", role=Role.OFFICER,
+                             officer_id=officer))
     for code in ("U1", "U4", "C1", "F"):
         for officer in (None, officers[0], officers[5]):
             for role in (Role.SUPERVISOR, Role.EVIDENCE_OFFICER):
-                out.append(Principal(user_id=5, username="s", role=role, unit_path=paths[code],
-                                     officer_id=officer))
-    out.append(Principal(user_id=6, username="s", role=Role.SUPERVISOR, officer_id=officers[2]))
+                out.append(Principal(user_id=next(ids), username="s", role=role,
+                                     unit_path=paths[code], officer_id=officer))
+    out.append(Principal(user_id=next(ids), username="s", role=Role.SUPERVISOR,
+                         officer_id=officers[2]))
     return out
 
 
@@ -160,6 +205,28 @@ def test_search_pages_match_the_visibility_rule(runtime) -> None:
                 nonempty += bool(want)
     # The random cases must exercise something: most of them find rows.
     assert checked > 300 and nonempty > checked // 3, (checked, nonempty)
+
+
+def test_the_rule_per_recording_agrees_with_the_sql(runtime) -> None:
+    """roles.may_view_recording (detail, media) and the search's SQL admit the same recordings,
+    restricted ones included: none is hidden from one form and shown by the other."""
+    rng = random.Random(5)
+    with transaction(runtime.sessions) as s:
+        units, officers, _ = build(s, rng)
+    with transaction(runtime.sessions) as s:
+        recordings = list(s.scalars(select(Recording)))
+        scopes = {r.id: scope_of(s, r) for r in recordings}
+        kinds = {sc.restriction for sc in scopes.values()}
+        assert kinds == {None, *RESTRICTION_KINDS}, kinds
+        listed_somewhere = 0
+        for p in principals(units, officers):
+            want = set(s.scalars(reference(select(Recording.id), p, s, Filters())))
+            got = {rid for rid, sc in scopes.items() if may_view_recording(p, sc)}
+            assert got == want, p
+            rows, _ = search(s, principal=p, filters=Filters(), limit=1000)
+            assert {r.id for r in rows} == want, p
+            listed_somewhere += any(scopes[r].restriction for r in want)
+        assert listed_somewhere > 5
 
 
 def test_many_units_in_scope_still_one_page(runtime) -> None:

@@ -36,24 +36,56 @@ class Principal:
     scopes: frozenset[str] = frozenset()
 
 
+#: Kinds of restriction (catalogue/restrictions.py). `restricted`: covert or sensitive
+#: operations, seen by its access list and professional standards. `post-incident` (after a
+#: death or serious injury): its access list only, professional standards included only if listed.
+RESTRICTED = "restricted"
+POST_INCIDENT = "post-incident"
+RESTRICTION_KINDS = (RESTRICTED, POST_INCIDENT)
+
+
 @dataclass(frozen=True)
 class RecordingScope:
     """What the rules need to know about a recording."""
 
     officer_id: int | None
     unit_path: str | None
+    restriction: str | None = None  # None, RESTRICTED or POST_INCIDENT
+    access_list: frozenset[int] = frozenset()  # user ids on the restriction's access list
 
 
 def may_view_footage_at_all(p: Principal) -> bool:
     return p.role is not None and p.role not in NO_FOOTAGE
 
 
+def may_be_listed(role: Role | None) -> bool:
+    """Who may be put on a restriction's access list: people who see footage at all, except
+    prosecutors, who see footage only through an expiring share (disclosure). A watchdog may:
+    being listed on a (post-incident) restriction is its per-recording grant until cases and
+    complaints exist."""
+    return role is not None and role not in NO_FOOTAGE and role != Role.PROSECUTOR
+
+
+def may_manage_restrictions(p: Principal) -> bool:
+    """Placing, changing and releasing restrictions and their access lists: professional
+    standards only (and only on recordings they can see, so a post-incident restriction is
+    managed by the professional-standards people on its list). Not evidence officers: DESIGN.md
+    gives them everything in their command, and a restriction exists to narrow exactly that
+    (covert work, or an investigation of the command's own officers)."""
+    return p.role == Role.PROFESSIONAL_STANDARDS and p.user_id is not None
+
+
 def may_view_recording(p: Principal, r: RecordingScope) -> bool:
     """Officer: own; supervisor: own unit subtree; evidence officer: their command subtree;
-    professional standards: all. Watchdog and prosecutor see only what is granted or shared
-    (later issues), so nothing here."""
-    if p.role is None or not may_view_footage_at_all(p):
+    professional standards: all. A restriction overrides all of that: only its access list,
+    plus professional standards unless it is post-incident. Watchdogs see only what they are
+    listed on; prosecutors only what is shared (later issue), so nothing here."""
+    if p.role is None or not may_view_footage_at_all(p) or p.role == Role.PROSECUTOR:
         return False
+    if r.restriction is not None:
+        if p.user_id is not None and p.user_id in r.access_list:
+            return True
+        return r.restriction == RESTRICTED and p.role == Role.PROFESSIONAL_STANDARDS
     if p.role == Role.PROFESSIONAL_STANDARDS:
         return True
     if p.role == Role.OFFICER:

@@ -139,3 +139,36 @@ class AccessGrant(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class RecordingRestriction(Base):
+    """A recording hidden from everyone but its access list (and, unless it is post-incident,
+    professional standards): catalogue/restrictions.py. Rare, so search excludes restricted rows
+    with an anti-join on this small table instead of a flag on the recordings' indexes."""
+
+    __tablename__ = "recording_restrictions"
+
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("recordings.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # restricted | post-incident
+    reason: Mapped[str] = mapped_column(Text, default="")
+    placed_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    placed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class RestrictionAccess(Base):
+    """One person on a restricted recording's access list; the rows go with the restriction."""
+
+    __tablename__ = "restriction_access"
+    __table_args__ = (
+        UniqueConstraint("recording_id", "user_id"),
+        # A person's own list entries: the access-list branch of every search they make.
+        Index("ix_restriction_access_user", "user_id", "recording_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("recording_restrictions.recording_id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    added_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
 from evidence_locker.accounts.roles import (
+    POST_INCIDENT,
     Principal,
     RecordingScope,
     Role,
@@ -22,7 +23,13 @@ from evidence_locker.accounts.roles import (
     may_view_recording,
 )
 from evidence_locker.audit.service import Actor, record
-from evidence_locker.catalogue.models import Recording, RecordingFile
+from evidence_locker.catalogue.models import (
+    Recording,
+    RecordingFile,
+    RecordingRestriction,
+    RestrictionAccess,
+)
+from evidence_locker.catalogue.restrictions import restriction_of
 from evidence_locker.catalogue.rules import missing_files
 from evidence_locker.catalogue.service import expected_slots, present_slots
 from evidence_locker.clock import Clock
@@ -66,11 +73,16 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
 @dataclass(frozen=True)
 class _Scope:
     """Where the rows may come from: the union of `units` (None: anywhere) and the officer's own
-    recordings (`own`), those restricted to `own_units` when a unit filter applies."""
+    recordings (`own`), those restricted to `own_units` when a unit filter applies; minus
+    restricted recordings (all of them, or only post-incident ones for professional standards:
+    `hide`), plus the restricted recordings on user `listed`'s access lists (within `own_units`
+    too)."""
 
     units: list[int] | None
     own: int | None
     own_units: list[int] | None = None
+    listed: int | None = None
+    hide: str = "all"  # all | post-incident
 
 
 def _subtree(session: Session, path: str) -> list[int]:
@@ -80,26 +92,45 @@ def _subtree(session: Session, path: str) -> list[int]:
 def _scope(session: Session, p: Principal, f: Filters) -> _Scope | None:
     """`roles.may_view_recording` as lists of units, intersected with the unit filter; None when
     nothing can match."""
-    if not may_view_footage_at_all(p) or p.role in (Role.WATCHDOG, Role.PROSECUTOR):
-        return None  # watchdogs and prosecutors see only what is granted or shared (later)
-    scope = _Scope(units=None, own=None)
-    if p.role != Role.PROFESSIONAL_STANDARDS:
+    if not may_view_footage_at_all(p) or p.role == Role.PROSECUTOR:
+        return None  # prosecutors see only what is shared (later)
+    # The access-list branch only for people on some list (few): everyone else's plan is the
+    # per-unit scans plus one anti-join on the small restrictions table.
+    listed = p.user_id if p.user_id is not None and session.scalars(
+        select(RestrictionAccess.id).where(RestrictionAccess.user_id == p.user_id).limit(1)
+    ).first() is not None else None
+    if p.role == Role.PROFESSIONAL_STANDARDS:
+        scope = _Scope(units=None, own=None, listed=listed, hide=POST_INCIDENT)
+    elif p.role == Role.WATCHDOG:
+        scope = _Scope(units=[], own=None, listed=listed)  # what it is listed on, nothing else
+    else:
         units = _subtree(session, p.unit_path) if p.role != Role.OFFICER and p.unit_path else []
-        scope = _Scope(units=units, own=p.officer_id)
+        scope = _Scope(units=units, own=p.officer_id, listed=listed)
     if f.unit is not None:
         unit = session.scalars(select(Unit).where(Unit.code == f.unit)).one_or_none()
         if unit is None:
             return None
         wanted = _subtree(session, unit.path)
         if scope.units is None:
-            scope = _Scope(units=wanted, own=None)
+            scope = _Scope(units=wanted, own=None, own_units=wanted, listed=scope.listed,
+                           hide=scope.hide)
         else:
             keep = set(wanted)
             scope = _Scope(units=[u for u in scope.units if u in keep], own=scope.own,
-                           own_units=wanted)
-    if scope.units == [] and scope.own is None:
+                           own_units=wanted, listed=scope.listed, hide=scope.hide)
+    if scope.units == [] and scope.own is None and scope.listed is None:
         return None
     return scope
+
+
+def _hidden(hide: str) -> Any:
+    """Rows a scope's unit and own branches leave out: an anti-join on the restrictions table
+    (restricted recordings are rare, so it is small and its primary key answers each probe)."""
+    restricted = select(RecordingRestriction.recording_id).where(
+        RecordingRestriction.recording_id == Recording.id)
+    if hide == POST_INCIDENT:
+        restricted = restricted.where(RecordingRestriction.kind == POST_INCIDENT)
+    return ~restricted.exists()
 
 
 def _conditions(session: Session, f: Filters, cursor: str | None) -> list[Any] | None:
@@ -145,11 +176,27 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int) -> _Ke
     """The (sort_at, id) of the page, each branch an ordered scan of one index that stops after
     `n` rows: (unit_id, sort_at, id) per unit in scope, (officer_id, sort_at, id) for the
     officer's own. A single `unit_id IN (…) OR officer_id = …` would make the database read
-    every row of the window and sort them (bench/scale.py measured seconds at 10 M rows)."""
+    every row of the window and sort them (bench/scale.py measured seconds at 10 M rows).
+    Restricted recordings leave those branches through an anti-join on the small restrictions
+    table and come back, for the people on their lists, from one branch over the caller's
+    access-list entries."""
     keys = (Recording.sort_at, Recording.id)
-    if scope.units is None and scope.own is None:
-        return _newest_first(select(*keys).where(*conds), n)
+    filters = conds
+    conds = [*conds, _hidden(scope.hide)]
     branches: list[_Keys] = []
+    if scope.listed is not None:
+        # The restricted recordings on the caller's access lists: few, found from its index.
+        mine = select(RestrictionAccess.recording_id).where(
+            RestrictionAccess.user_id == scope.listed)
+        listed = [Recording.id.in_(mine), *filters]
+        if scope.own_units is not None:
+            listed.append(Recording.unit_id.in_(scope.own_units))
+        branches.append(_newest_first(select(*keys).where(*listed), n))
+    if scope.units is None and scope.own is None:
+        everything = _newest_first(select(*keys).where(*conds), n)
+        if not branches:
+            return everything
+        branches.append(everything)
     units = scope.units or []
     if len(units) > 1 and session.get_bind().dialect.name == "postgresql":
         # One LATERAL branch per unit, the list passed as one array parameter.
@@ -166,10 +213,10 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int) -> _Ke
         branches += [_newest_first(select(*keys).where(Recording.unit_id == u, *conds), n)
                      for u in units]
     if scope.own is not None:
-        mine = [Recording.officer_id == scope.own, *conds]
+        mine_conds = [Recording.officer_id == scope.own, *conds]
         if scope.own_units is not None:
-            mine.append(Recording.unit_id.in_(scope.own_units))
-        branches.append(_newest_first(select(*keys).where(*mine), n))
+            mine_conds.append(Recording.unit_id.in_(scope.own_units))
+        branches.append(_newest_first(select(*keys).where(*mine_conds), n))
     if len(branches) == 1:
         return branches[0]
     # UNION, not UNION ALL: one's own recording in one's own unit comes from two branches.
@@ -204,7 +251,11 @@ def scope_of(session: Session, rec: Recording) -> RecordingScope:
     if rec.unit_id is not None:
         unit = session.get(Unit, rec.unit_id)
         path = unit.path if unit else None
-    return RecordingScope(officer_id=rec.officer_id, unit_path=path)
+    restriction = restriction_of(session, rec.id)
+    if restriction is None:
+        return RecordingScope(officer_id=rec.officer_id, unit_path=path)
+    return RecordingScope(officer_id=rec.officer_id, unit_path=path,
+                          restriction=restriction.kind, access_list=restriction.access_list)
 
 
 def get_visible(session: Session, *, principal: Principal, recording_id: str) -> Recording | None:
@@ -224,6 +275,11 @@ def clip_of(rec: Recording, number: int) -> RecordingFile | None:
         if f.kind == "clip" and f.index == number and f.deleted_at is None:
             return f
     return None
+
+
+def _restriction_kind(session: Session, rec: Recording) -> str | None:
+    row = session.get(RecordingRestriction, rec.id)
+    return row.kind if row is not None else None
 
 
 def describe(session: Session, rec: Recording) -> dict[str, Any]:
@@ -253,6 +309,7 @@ def describe(session: Session, rec: Recording) -> dict[str, Any]:
         "received_at": rec.received_at.isoformat(),
         "completed_at": rec.completed_at.isoformat() if rec.completed_at else None,
         "state": rec.state,
+        "restriction": _restriction_kind(session, rec),
         "sidecar_state": rec.sidecar_state,
         "missing": [{"kind": k, "index": i, "sha256": s} for k, i, s in missing],
         "bookmarks": json.loads(rec.bookmarks) if rec.bookmarks else [],

@@ -1,4 +1,5 @@
-"""/api/v1/recordings: search, detail, access (justification), media with Range, poster.
+"""/api/v1/recordings: search, detail, access (justification), media with Range, poster, and
+restrictions (professional standards hide a recording from all but its access list).
 
 Every read is audited: searches and detail per request, someone else's footage once per grant."""
 
@@ -14,9 +15,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
-from evidence_locker.accounts.roles import Principal, may_view_footage_at_all, needs_justification
+from evidence_locker.accounts.roles import (
+    Principal,
+    may_manage_restrictions,
+    may_view_footage_at_all,
+    needs_justification,
+)
 from evidence_locker.audit.service import record
-from evidence_locker.catalogue import access, queries
+from evidence_locker.catalogue import access, queries, restrictions
 from evidence_locker.db import transaction
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
 from evidence_locker.web.problems import ApiError
@@ -205,3 +211,98 @@ def poster(recording_id: str, request: Request, principal: Viewer,
     data = b"".join(runtime.store.read_range(ref.poster_sha256))
     return Response(data, media_type="image/jpeg",
                     headers={"Cache-Control": "private, no-store"})
+
+
+# --- restrictions: professional standards hide a recording from all but its access list -------
+
+
+def restriction_manager(request: Request) -> Principal:
+    principal = require_principal(request)
+    if not may_manage_restrictions(principal):
+        raise ApiError(403, "Forbidden", "only professional standards manage restrictions")
+    return principal
+
+
+Manager = Annotated[Principal, Depends(restriction_manager)]
+
+
+class RestrictionRequest(BaseModel):
+    kind: str = Field(..., max_length=32, description="restricted | post-incident")
+    reason: str = Field("", max_length=4000)
+
+
+class ReasonRequest(BaseModel):
+    reason: str = Field("", max_length=4000)
+
+
+class AccessListRequest(BaseModel):
+    username: str = Field(..., max_length=100)
+    reason: str = Field("", max_length=4000)
+
+
+def _restriction_change(request: Request, principal: Principal, recording_id: str,
+                        change: Any, **kwargs: Any) -> Any:
+    """Run one restriction change on a recording the caller can see, in one transaction with
+    its audit event; the errors as problems."""
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        if rec is None:
+            raise ApiError(404, "Not found", "no such recording, or not yours to see")
+        try:
+            return change(session, clock=runtime.clock, principal=principal,
+                          actor=actor_from(request, principal), recording=rec, **kwargs)
+        except restrictions.RestrictionRefused as exc:
+            raise ApiError(422, "Restriction refused", str(exc)) from exc
+        except restrictions.RestrictionConflict as exc:
+            raise ApiError(409, "Conflict", str(exc)) from exc
+
+
+@router.get("/{recording_id}/restriction")
+def get_restriction(recording_id: str, request: Request, principal: Manager) -> dict[str, Any]:
+    """The restriction and its access list (404 when unrestricted)."""
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+        body = restrictions.describe(session, rec.id) if rec is not None else None
+        if rec is None or body is None:
+            raise ApiError(404, "Not found", "no such restricted recording")
+    return body
+
+
+@router.post("/{recording_id}/restriction", status_code=201)
+def restrict(recording_id: str, body: RestrictionRequest, request: Request,
+             principal: Manager) -> dict[str, Any]:
+    """Restrict a recording, or change its restriction's kind; audited with the reason."""
+    result: dict[str, Any] = _restriction_change(
+        request, principal, recording_id, restrictions.place, kind=body.kind, reason=body.reason)
+    return result
+
+
+@router.delete("/{recording_id}/restriction", status_code=204)
+def unrestrict(recording_id: str, body: ReasonRequest, request: Request,
+               principal: Manager) -> Response:
+    """Release the restriction (and its access list); audited with the reason."""
+    _restriction_change(request, principal, recording_id, restrictions.release,
+                        reason=body.reason)
+    return Response(status_code=204)
+
+
+@router.post("/{recording_id}/restriction/access", status_code=201)
+def list_person(recording_id: str, body: AccessListRequest, request: Request,
+                principal: Manager) -> dict[str, Any]:
+    """Put someone on the access list; audited with the reason."""
+    result: dict[str, Any] = _restriction_change(
+        request, principal, recording_id, restrictions.add_access, username=body.username,
+        reason=body.reason)
+    return result
+
+
+@router.delete("/{recording_id}/restriction/access/{username}")
+def unlist_person(recording_id: str, username: str, body: ReasonRequest, request: Request,
+                  principal: Manager) -> dict[str, Any]:
+    """Take someone off the access list; audited with the reason."""
+    result: dict[str, Any] = _restriction_change(
+        request, principal, recording_id, restrictions.remove_access, username=username,
+        reason=body.reason)
+    return result
