@@ -1,0 +1,132 @@
+"""Who may call which route: the one table the authorisation matrix test checks the app against.
+
+Every route of the app (method and path template, as FastAPI declares it) has an entry naming the
+callers it admits. A caller is a role from DESIGN.md, a dock's upload token, somebody anonymous,
+or a credential that is no longer good (an expired or revoked token, an expired or ended web
+session). "Admitted" means *not refused by authorisation*: the route may still answer 404 for
+data the caller cannot see (a prosecutor asking for a recording nobody shared with them).
+Refused means 401 for anonymous and stale credentials (on a page: sent to sign in) and 403 for
+the wrong role. `tests/web/test_authz_matrix.py` calls every route as every caller; a route
+without an entry here, or an entry without a route, fails it. So a new route starts here.
+
+This is a specification, not the enforcement: the routes enforce with the rules in
+accounts/roles.py and fleet/rules.py, and this table says what they must add up to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from evidence_locker.accounts.roles import NO_FOOTAGE, Role
+
+#: A dock's upload token (no role; scope `upload`).
+DOCK = "dock"
+#: No credential at all.
+ANONYMOUS = "anonymous"
+#: A credential that was good once: an expired or revoked API token, an expired or ended session.
+STALE = "expired-or-revoked"
+
+Caller = Role | str
+
+USERS: frozenset[Caller] = frozenset(Role)
+#: Everyone and everything, credential or not.
+EVERYONE: frozenset[Caller] = USERS | {DOCK, ANONYMOUS, STALE}
+#: Public routes: health for load balancers, sign-in, tus discovery (like a CORS preflight),
+#: static files and the API's description (the code is open source; the schema reveals no data).
+PUBLIC = EVERYONE
+#: Any good credential, a dock's included.
+AUTHENTICATED: frozenset[Caller] = USERS | {DOCK}
+
+#: Roles that see footage at all. The people who run the system (fleet administrators, auditors,
+#: system administrators) cannot watch it: separation of duties. Watchdogs and prosecutors pass
+#: this gate and then see only what a grant, an access list or a share gives them, so for them
+#: the data decides (404), not the role.
+FOOTAGE: frozenset[Caller] = USERS - NO_FOOTAGE
+#: Restrictions (covert work, post-incident) are placed and released by professional standards
+#: only: evidence officers have their whole command, and a restriction exists to narrow that.
+RESTRICTION_MANAGERS: frozenset[Caller] = frozenset({Role.PROFESSIONAL_STANDARDS})
+#: The fleet register's reports: fleet administrators (the whole force) and supervisors (their
+#: unit subtree). No footage is shown there.
+FLEET_READERS: frozenset[Caller] = frozenset({Role.FLEET_ADMINISTRATOR, Role.SUPERVISOR})
+#: Audit trails of people, and access-pattern alerts: auditors ("the audit log and reports") and
+#: professional standards (complaints and misconduct). Never officers: the trail of one's own
+#: footage can reveal a complaint or covert investigation about them.
+AUDIT_READERS: frozenset[Caller] = frozenset({Role.AUDITOR, Role.PROFESSIONAL_STANDARDS})
+#: A recording's trail also goes to court with the footage an evidence officer discloses (and
+#: then only for recordings they can see: 404 otherwise).
+RECORDING_TRAIL_READERS: frozenset[Caller] = AUDIT_READERS | {Role.EVIDENCE_OFFICER}
+#: Ingest and heartbeats: a dock's upload token only (a person's token has no `upload` scope).
+DOCKS: frozenset[Caller] = frozenset({DOCK})
+#: Prometheus metrics are not for the world: a token with the `metrics` scope (whatever its
+#: user's role; that column is not in this table) or a system administrator.
+METRICS: frozenset[Caller] = frozenset({Role.SYSTEM_ADMINISTRATOR})
+#: Signing out: everyone with a session, and anyone without one (nothing happens). A bearer
+#: token has no session to end and no CSRF token to end it with: a dock is refused.
+SIGN_OUT: frozenset[Caller] = EVERYONE - {DOCK}
+
+_RECORDING = "/api/v1/recordings/{recording_id}"
+_UPLOAD = "/api/v1/uploads/{upload_id}"
+
+ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
+    # health, metrics, the API's description, static files
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): METRICS,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("HEAD", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("HEAD", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("HEAD", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+    ("HEAD", "/redoc"): PUBLIC,
+    ("GET", "/static/{path:path}"): PUBLIC,
+    # tus ingest
+    ("OPTIONS", "/api/v1/uploads/"): PUBLIC,
+    ("OPTIONS", _UPLOAD): PUBLIC,
+    ("POST", "/api/v1/uploads/"): DOCKS,
+    ("HEAD", _UPLOAD): DOCKS,
+    ("PATCH", _UPLOAD): DOCKS,
+    ("DELETE", _UPLOAD): DOCKS,
+    # recordings API
+    ("GET", "/api/v1/recordings"): FOOTAGE,
+    ("GET", _RECORDING): FOOTAGE,
+    ("POST", f"{_RECORDING}/access"): FOOTAGE,
+    ("GET", f"{_RECORDING}/media"): FOOTAGE,
+    ("GET", f"{_RECORDING}/poster"): FOOTAGE,
+    ("GET", f"{_RECORDING}/restriction"): RESTRICTION_MANAGERS,
+    ("POST", f"{_RECORDING}/restriction"): RESTRICTION_MANAGERS,
+    ("DELETE", f"{_RECORDING}/restriction"): RESTRICTION_MANAGERS,
+    ("POST", f"{_RECORDING}/restriction/access"): RESTRICTION_MANAGERS,
+    ("DELETE", f"{_RECORDING}/restriction/access/{{username}}"): RESTRICTION_MANAGERS,
+    # fleet API
+    ("POST", "/api/v1/docks/heartbeat"): DOCKS,
+    ("GET", "/api/v1/fleet/rollout"): FLEET_READERS,
+    ("GET", "/api/v1/fleet/devices/{serial}"): FLEET_READERS,
+    ("GET", "/api/v1/fleet/conflicts"): FLEET_READERS,
+    # audit trails and alerts (audit/views.py)
+    ("GET", "/api/v1/audit/recordings/{recording_id}"): RECORDING_TRAIL_READERS,
+    ("GET", "/api/v1/audit/users/{username}"): AUDIT_READERS,
+    ("GET", "/api/v1/audit/alerts"): AUDIT_READERS,
+    # pages
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): PUBLIC,
+    ("POST", "/logout"): SIGN_OUT,
+    # OpenID Connect sign-in (accounts/oidc.py): the way in, so open to all; 404 unless a force
+    # configured an identity provider. An IdP's refusal is a failed sign-in, not authorisation.
+    ("GET", "/login/oidc"): PUBLIC,
+    ("GET", "/login/oidc/callback"): PUBLIC,
+    # The home page: the recordings list for footage roles, and "no footage for this role" for
+    # everyone else signed in (an administrator lands here after signing in).
+    ("GET", "/"): AUTHENTICATED,
+    ("GET", "/recordings/{recording_id}"): FOOTAGE,
+    ("POST", "/recordings/{recording_id}/access"): FOOTAGE,
+    ("GET", "/fleet"): FLEET_READERS,
+    ("GET", "/fleet/devices/{serial}"): FLEET_READERS,
+}
+
+
+def admits(method: str, path: str, caller: Caller) -> bool:
+    """Whether the table lets `caller` through authorisation on this route (KeyError: no entry,
+    which is a bug the matrix test reports)."""
+    return caller in ACCESS[(method, path)]

@@ -1,0 +1,302 @@
+"""The authorisation matrix: every route of the real app, called as every kind of caller (each
+role, by token and by session; a dock; nobody; expired and revoked credentials), checked against
+the one table in evidence_locker/web/access_table.py.
+
+A route the table does not know fails here, so does an entry for a route that is gone. A caller
+the table admits must never see 401 or 403 (nor, on a page, be sent to sign in); a caller it
+refuses must always get 401 (nobody or a stale credential; on a page, the way to sign in) or 403
+(the wrong role). How each route is called lives in CALLS below: a new route with path
+parameters named like the old ones ({recording_id}, {serial}, {upload_id}, {username}) and no
+body needs nothing there."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.params import Form
+from fastapi.routing import APIRoute
+from matrix_world import (
+    Caller,
+    World,
+    beat_body,
+    build_world,
+    credentials,
+    login_form,
+    tus_metadata,
+)
+from starlette.routing import BaseRoute, Mount, Route
+
+from evidence_locker.web.access_table import ACCESS, ANONYMOUS, STALE
+from evidence_locker.web.app import create_app
+
+Key = tuple[str, str]
+
+
+def _walk(routes: list[BaseRoute], prefix: str) -> Iterator[tuple[Key, BaseRoute]]:
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            # FastAPI 0.16x keeps an included router whole; its prefix is in the include context.
+            yield from _walk(included.routes, prefix + route.include_context.prefix)
+        elif isinstance(route, Mount):
+            yield ("GET", f"{prefix}{route.path}/{{path:path}}"), route
+        elif isinstance(route, Route | APIRoute):
+            for method in sorted(route.methods or ()):
+                yield (method, prefix + route.path), route
+        else:
+            raise AssertionError(f"a route of a kind the matrix does not know: {route!r}")
+
+
+def app_routes(app: FastAPI) -> dict[Key, BaseRoute]:
+    return dict(_walk(list(app.routes), ""))
+
+
+def takes_form(route: BaseRoute) -> bool:
+    """A form post: called with the session and its CSRF token, as a browser would."""
+    return isinstance(route, APIRoute) and any(
+        isinstance(f.field_info, Form) for f in route.dependant.body_params)
+
+
+# --- how each route is called -----------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    data: dict[str, str] | None = None
+    content: bytes | None = None
+    cookies: dict[str, str] = field(default_factory=dict)
+    # A session of its own instead of the caller's (signing out must not end the matrix's).
+    session: tuple[str, str] | None = None
+
+
+Recipe = Callable[[World, Caller], Call]
+TUS = {"Tus-Resumable": "1.0.0"}
+REASON = "Reviewing the arrest on 21 November for the case file"
+_upload_no = 0
+
+
+def _tus_create(w: World, c: Caller) -> Call:
+    global _upload_no
+    _upload_no += 1
+    meta = {"device": "CAM-1", "recording": f"CREATE-{_upload_no}", "kind": "clip",
+            "index": "1", "filename": f"CREATE-{_upload_no}_001.mp4", "sha256": "0" * 64}
+    return Call(headers={**TUS, "Upload-Length": "10", "Upload-Metadata": tus_metadata(meta)})
+
+
+def _login(w: World, c: Caller) -> Call:
+    cookie, csrf = login_form(w.client)
+    username = c.username or "officer1"
+    return Call(data={"username": username, "password": w.passwords[username], "csrf": csrf},
+                cookies={"locker_login_csrf": cookie})
+
+
+def _logout(w: World, c: Caller) -> Call:
+    return Call(data={}, session=w.sign_in(c.username) if c.username else None)
+
+
+def _media(w: World, c: Caller) -> Call:
+    grant = w.grants.get(c.username or "")
+    return Call(params={"clip": 1, **({"grant": grant} if grant else {})})
+
+
+CALLS: dict[Key, Recipe] = {
+    ("GET", "/static/{path:path}"): lambda w, c: Call(),
+    ("OPTIONS", "/api/v1/uploads/"): lambda w, c: Call(headers=TUS),
+    ("POST", "/api/v1/uploads/"): _tus_create,
+    ("HEAD", "/api/v1/uploads/{upload_id}"): lambda w, c: Call(headers=TUS),
+    ("PATCH", "/api/v1/uploads/{upload_id}"): lambda w, c: Call(
+        headers={**TUS, "Upload-Offset": "0",
+                 "Content-Type": "application/offset+octet-stream"}, content=b"m" * 4),
+    ("GET", "/api/v1/recordings"): lambda w, c: Call(params={"device": "CAM-1", "limit": 10}),
+    ("POST", "/api/v1/recordings/{recording_id}/access"): lambda w, c: Call(
+        json={"purpose": "investigation", "reason": REASON}),
+    ("GET", "/api/v1/recordings/{recording_id}/media"): _media,
+    ("GET", "/api/v1/recordings/{recording_id}/poster"): _media,
+    ("POST", "/api/v1/recordings/{recording_id}/restriction"): lambda w, c: Call(
+        json={"kind": "restricted", "reason": REASON}),
+    ("DELETE", "/api/v1/recordings/{recording_id}/restriction"): lambda w, c: Call(
+        json={"reason": REASON}),
+    ("POST", "/api/v1/recordings/{recording_id}/restriction/access"): lambda w, c: Call(
+        json={"username": "sergeant1", "reason": REASON}),
+    ("DELETE", "/api/v1/recordings/{recording_id}/restriction/access/{username}"):
+        lambda w, c: Call(json={"reason": REASON}),
+    ("DELETE", "/api/v1/uploads/{upload_id}"): lambda w, c: Call(headers=TUS),
+    ("POST", "/api/v1/docks/heartbeat"): lambda w, c: Call(json=beat_body()),
+    ("GET", "/api/v1/audit/alerts"): lambda w, c: Call(params={
+        "since": (w.runtime.clock.now() - dt.timedelta(days=1)).isoformat()}),
+    ("POST", "/login"): _login,
+    ("POST", "/logout"): _logout,
+    ("POST", "/recordings/{recording_id}/access"): lambda w, c: Call(
+        data={"purpose": "investigation", "reason": REASON, "clip": "1"}),
+}
+
+#: Path parameters by name. The restriction routes change R2, so R1 stays as every caller
+#: expects; terminating takes an upload of its own each time.
+def _path_values(w: World, key: Key) -> dict[str, str]:
+    method, path = key
+    restriction = "/restriction" in path
+    upload = w.start_upload() if method == "DELETE" and "{upload_id}" in path else w.upload_id
+    return {"recording_id": w.restrictable if restriction else w.recording,
+            "serial": w.serial, "upload_id": upload, "username": "sergeant1",
+            "path:path": "locker.css"}
+
+
+def _url(w: World, key: Key) -> str:
+    values = _path_values(w, key)
+
+    def fill(m: re.Match[str]) -> str:
+        name = m.group(1)
+        assert name in values, f"{key}: no value for path parameter {{{name}}}: add one"
+        return values[name]
+
+    return re.sub(r"\{([^}]+)\}", fill, key[1])
+
+
+def send(w: World, key: Key, route: BaseRoute, caller: Caller, *, bearer: bool) -> Any:
+    call = CALLS.get(key, lambda w, c: Call())(w, caller)
+    cookies = dict(call.cookies)
+    data = call.data
+    who = caller
+    if call.session is not None:
+        who = Caller(caller.name, caller.column, cookie=call.session[0], csrf=call.session[1])
+    headers = {**call.headers, **credentials(who, bearer=bearer, cookies=cookies)}
+    if takes_form(route):
+        # No session, no CSRF token: a browser would send whatever the page held.
+        data = {"csrf": who.csrf or "no-session", **(data or {})}
+    w.client.cookies.clear()
+    response = w.client.request(key[0], _url(w, key), params=call.params, headers=headers,
+                                json=call.json, data=data, content=call.content,
+                                follow_redirects=False)
+    w.client.cookies.clear()
+    return response
+
+
+def transports(caller: Caller, route: BaseRoute) -> list[bool]:
+    """True: the caller's bearer token; False: its session cookie (or nothing, anonymously).
+    Forms are a browser's, so only sessions post them; everything else takes both."""
+    if caller.bearer is None and caller.cookie is None:
+        return [False]
+    if takes_form(route):
+        return [False] if caller.cookie else [True]
+    return [b for b, has in ((True, caller.bearer), (False, caller.cookie)) if has]
+
+
+def sent_to_sign_in(response: Any) -> bool:
+    return response.status_code in (302, 303, 307) and \
+        response.headers.get("location", "").endswith("/login")
+
+
+def verdict(key: Key, caller: Caller, response: Any) -> str | None:
+    """What is wrong with this answer, or None."""
+    admitted = ACCESS[key]
+    status = response.status_code
+    if status >= 500:
+        return f"server error {status}: {response.text[:200]}"
+    if caller.column in admitted:
+        if status in (401, 403):
+            return f"admitted but refused with {status}: {response.text[:200]}"
+        if ANONYMOUS not in admitted and sent_to_sign_in(response):
+            return "admitted but sent to sign in"
+        return None
+    if caller.column in (ANONYMOUS, STALE):
+        if status == 401 or sent_to_sign_in(response):
+            return None
+        return f"not signed in, expected 401 or the way to sign in, got {status}"
+    if status == 403:
+        return None
+    return f"wrong role, expected 403, got {status}: {response.text[:200]}"
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def test_every_route_has_an_entry_and_every_entry_a_route(runtime) -> None:
+    app = create_app(runtime, background=False)
+    routes = set(app_routes(app))
+    missing = sorted(routes - set(ACCESS))
+    gone = sorted(set(ACCESS) - routes)
+    assert not missing, f"routes without an entry in web/access_table.py: {missing}"
+    assert not gone, f"entries in web/access_table.py for routes that do not exist: {gone}"
+    assert not set(CALLS) - routes, f"recipes for routes that do not exist: {set(CALLS) - routes}"
+    # The walk found the routers' routes, not just the app's own.
+    assert ("GET", "/api/v1/recordings/{recording_id}/media") in routes
+    assert ("PATCH", "/api/v1/uploads/{upload_id}") in routes
+    assert ("GET", "/fleet/devices/{serial}") in routes
+
+
+def test_every_route_as_every_caller(client, runtime, force, clock) -> None:
+    world = build_world(client, runtime, force, clock)
+    routes = app_routes(client.app)
+    assert set(routes) == set(ACCESS), "see test_every_route_has_an_entry_and_every_entry_a_route"
+    failures: list[str] = []
+    calls = 0
+    for key, route in routes.items():
+        for caller in world.callers:
+            for bearer in transports(caller, route):
+                response = send(world, key, route, caller, bearer=bearer)
+                calls += 1
+                wrong = verdict(key, caller, response)
+                if wrong:
+                    how = "token" if bearer else ("session" if caller.cookie else "nothing")
+                    failures.append(f"{key[0]} {key[1]} as {caller.name} ({how}): {wrong}")
+    assert not failures, f"{len(failures)} of {calls} calls disagree with the table:\n" + \
+        "\n".join(failures)
+    # Every kind of caller was tried on every route: 9 roles, a dock, nobody, 3 stale ones.
+    assert len(world.callers) == 14 and calls >= len(routes) * len(world.callers)
+
+
+def test_admitted_callers_get_somewhere(client, runtime, force, clock) -> None:
+    """The matrix proves nobody is refused wrongly; these prove the calls it makes are real ones
+    (an admitted call that only ever 404s or 422s would prove little)."""
+    world = build_world(client, runtime, force, clock)
+    routes = app_routes(client.app)
+    expect = {
+        ("GET", "/api/v1/recordings", "evidence1"): 200,
+        ("GET", "/api/v1/recordings/{recording_id}", "sergeant1"): 200,
+        ("POST", "/api/v1/recordings/{recording_id}/access", "standards"): 201,
+        ("GET", "/api/v1/recordings/{recording_id}/media", "evidence1"): 200,
+        ("GET", "/api/v1/recordings/{recording_id}/media", "officer1"): 200,
+        ("POST", "/api/v1/recordings/{recording_id}/restriction", "standards"): 201,
+        ("POST", "/api/v1/recordings/{recording_id}/restriction/access", "standards"): 201,
+        ("GET", "/api/v1/recordings/{recording_id}/restriction", "standards"): 200,
+        ("DELETE", "/api/v1/recordings/{recording_id}/restriction/access/{username}",
+         "standards"): 200,
+        ("DELETE", "/api/v1/recordings/{recording_id}/restriction", "standards"): 204,
+        ("POST", "/api/v1/uploads/", "dock-1"): 201,
+        ("HEAD", "/api/v1/uploads/{upload_id}", "dock-1"): 200,
+        ("PATCH", "/api/v1/uploads/{upload_id}", "dock-1"): 204,
+        ("DELETE", "/api/v1/uploads/{upload_id}", "dock-1"): 204,
+        ("POST", "/api/v1/docks/heartbeat", "dock-1"): 200,
+        ("GET", "/api/v1/fleet/rollout", "sergeant1"): 200,
+        ("GET", "/api/v1/fleet/devices/{serial}", "fleetadmin"): 200,
+        ("GET", "/api/v1/fleet/conflicts", "fleetadmin"): 200,
+        ("GET", "/metrics", "admin"): 200,
+        ("GET", "/api/v1/audit/recordings/{recording_id}", "evidence1"): 200,
+        ("GET", "/api/v1/audit/users/{username}", "auditor"): 200,
+        ("GET", "/api/v1/audit/alerts", "standards"): 200,
+        ("GET", "/", "officer1"): 200,
+        ("GET", "/recordings/{recording_id}", "officer1"): 200,
+        ("POST", "/recordings/{recording_id}/access", "evidence1"): 303,
+        ("GET", "/fleet", "sergeant1"): 200,
+        ("GET", "/fleet/devices/{serial}", "sergeant1"): 200,
+        ("POST", "/login", "anonymous"): 303,
+        ("POST", "/logout", "officer1"): 303,
+        ("GET", "/static/{path:path}", "anonymous"): 200,
+    }
+    got = {}
+    for (method, path, name), status in expect.items():
+        caller = world.caller(name)
+        route = routes[(method, path)]
+        r = send(world, (method, path), route, caller, bearer=bool(caller.bearer) and
+                 not takes_form(route))
+        got[(method, path, name)] = (r.status_code, status)
+    wrong = {k: v for k, v in got.items() if v[0] != v[1]}
+    assert not wrong, f"(got, expected): {wrong}"
