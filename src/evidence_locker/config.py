@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     audit_checkpoint_dir: Path | None = None  # default: data_dir / "audit-checkpoints"
     # Cron minute field of the periodic checkpoint job; "" turns the job off.
     audit_checkpoint_minute: str = "*/15"
+    # Access-pattern alerts (`locker audit alerts`, /api/v1/audit/alerts): a user is reported
+    # who, within the window, looked at this many distinct recordings of other officers, this
+    # many outside their own unit, or this many restricted ones.
+    audit_alert_many_recordings: int = Field(default=25, ge=1)
+    audit_alert_outside_unit: int = Field(default=5, ge=1)
+    audit_alert_restricted: int = Field(default=1, ge=1)
+    # A PDF audit export holds at most this many events (narrow the window, or take the CSV).
+    audit_pdf_max_events: int = Field(default=5000, ge=1)
 
     @classmethod
     def settings_customise_sources(

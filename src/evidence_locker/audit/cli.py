@@ -6,6 +6,7 @@ prints the outcome. Mounted by the main CLI with `app.add_typer(audit_app, name=
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +35,8 @@ from evidence_locker.audit.signing import (
 from evidence_locker.clock import SystemClock
 from evidence_locker.config import Settings
 
-app = typer.Typer(help="The audit log: verify its chain and signed checkpoints, link, sign.")
+app = typer.Typer(
+    help="The audit log: verify its chain and signed checkpoints, link, sign; access alerts.")
 
 #: Exit status of `verify --require-signatures` when checkpoints could not be checked.
 EXIT_UNCHECKED = 3
@@ -188,3 +190,55 @@ def sequence(
     except SQLAlchemyError as exc:
         raise _fail(f"cannot sequence the audit log: {exc}", 2) from exc
     typer.echo(f"linked {linked} events into the audit chain")
+
+
+def _when(value: str, name: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _fail(f"{name}: not an ISO 8601 time: {value!r}", 2) from exc
+    if when.tzinfo is None:
+        raise _fail(f"{name} needs a UTC offset, e.g. 2026-11-22T08:00Z", 2)
+    return when
+
+
+@app.command()
+def alerts(
+    since: str = typer.Option(..., "--since", help="Start of the window (ISO 8601, with offset)."),
+    until: str | None = typer.Option(None, "--until", help="End of the window (default: now)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of lines."),
+) -> None:
+    """Unusual access in a window, for professional standards: someone looking at many
+    recordings of others, outside their unit, or at restricted footage (thresholds:
+    LOCKER_AUDIT_ALERT_*). Exit 0 with none, 1 with some, 2 when the database cannot be read.
+    The run is recorded in the audit log."""
+    from evidence_locker.audit.reports import Thresholds, access_alerts, alerts_as_json
+    from evidence_locker.audit.service import SYSTEM, record
+
+    settings = Settings()
+    clock = SystemClock()
+    start = _when(since, "--since")
+    end = _when(until, "--until") if until else clock.now()
+    if end <= start:
+        raise _fail("--until must be after --since", 2)
+    thresholds = Thresholds.from_settings(settings)
+    try:
+        with _session_factory(settings) as factory, db.transaction(factory) as session:
+            found = access_alerts(session, since=start, until=end, thresholds=thresholds)
+            record(session, clock=clock, actor=SYSTEM, action="audit.alerts_read",
+                   object_type="audit",
+                   details={"since": start.isoformat(), "until": end.isoformat(),
+                            "alerts": len(found), "via": "cli"})
+    except SQLAlchemyError as exc:
+        raise _fail(f"cannot read the audit log: {exc}", 2) from exc
+    if as_json:
+        typer.echo(alerts_as_json(found))
+    else:
+        for a in found:
+            typer.echo(f"{a.rule}: {a.username} ({a.role}) {a.count} recording(s) "
+                       f"(threshold {a.threshold}) {a.first_at.isoformat()} .. "
+                       f"{a.last_at.isoformat()}: {', '.join(a.recordings[:5])}"
+                       f"{' ...' if len(a.recordings) > 5 else ''}")
+        typer.echo(f"{len(found)} alert(s) between {start.isoformat()} and {end.isoformat()}")
+    if found:
+        raise typer.Exit(1)

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from evidence_locker import __version__
 from evidence_locker.accounts.roles import Role
+from evidence_locker.audit.views import router as audit_router
 from evidence_locker.catalogue.views import router as recordings_router
 from evidence_locker.db import transaction
 from evidence_locker.fleet.views import pages as fleet_pages
@@ -101,6 +102,7 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
 
     app.include_router(uploads_router)
     app.include_router(recordings_router)
+    app.include_router(audit_router)
     app.include_router(pages_router)
     app.include_router(fleet_router)
     app.include_router(fleet_pages)
