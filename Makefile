@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The OpenID Connect provider the sign-in tests run (npm's oidc-provider, installed project-local).
+OIDC_PROVIDER := tests/oidc_provider
+OIDC_STAMP := $(OIDC_PROVIDER)/node_modules/.installed
 export LOCKER_DATA_DIR ?= $(CURDIR)/var
 
 .PHONY: run test lint typecheck unit bench clean system-deps
@@ -13,19 +16,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(OIDC_STAMP): $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
+	npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## run: set up, migrate, create the demo force, dock demo footage, serve on http://127.0.0.1:8000
 run: $(STAMP)
 	$(BIN)/locker demo --host 127.0.0.1 --port 8000
 
-## system-deps: what tests need from Debian (Chromium for the browser tests)
+## system-deps: what tests need from Debian (Chromium, PostgreSQL, Redis, Node.js and npm)
 system-deps:
 	scripts/system-deps.sh
 
 ## test: set up everything, lint, type-check and run every test
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) system-deps $(OIDC_STAMP) lint typecheck
 	scripts/test.sh
 
-unit: $(STAMP)
+unit: $(STAMP) $(OIDC_STAMP)
 	$(BIN)/pytest -q -m "not browser and not slow"
 
 lint: $(STAMP)
@@ -39,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(OIDC_PROVIDER)/node_modules

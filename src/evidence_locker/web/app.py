@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from evidence_locker import __version__
+from evidence_locker.accounts.oidc import router as oidc_router
 from evidence_locker.accounts.roles import Role
 from evidence_locker.audit.views import router as audit_router
 from evidence_locker.catalogue.views import router as recordings_router
@@ -104,6 +105,7 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     app.include_router(recordings_router)
     app.include_router(audit_router)
     app.include_router(pages_router)
+    app.include_router(oidc_router)
     app.include_router(fleet_router)
     app.include_router(fleet_pages)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

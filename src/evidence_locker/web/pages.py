@@ -70,10 +70,17 @@ def _check_csrf(expected: str, given: str) -> None:
         raise ApiError(403, "Forbidden", "the form's CSRF token is missing or wrong")
 
 
+def _oidc_button(request: Request) -> dict[str, Any]:
+    """"Sign in with <IdP>" on the login page when OpenID Connect is configured (accounts/oidc)."""
+    settings = runtime_of(request).settings
+    return {"oidc_name": settings.oidc_display_name if settings.oidc_enabled else None}
+
+
 @router.get("/login")
 def login_form(request: Request) -> Response:
     token = secrets.token_urlsafe(32)
-    response = _render(request, "login.html", {"login_csrf": token, "error": None})
+    response = _render(request, "login.html",
+                       {"login_csrf": token, "error": None, **_oidc_button(request)})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                         secure=runtime_of(request).settings.secure_cookies, path="/login")
     return response
@@ -99,7 +106,8 @@ def login(request: Request, username: str = Form(max_length=200),
     if secret is None:
         token = secrets.token_urlsafe(32)
         response = _render(request, "login.html",
-                           {"login_csrf": token, "error": "Sign-in failed."}, status=401)
+                           {"login_csrf": token, "error": "Sign-in failed.",
+                            **_oidc_button(request)}, status=401)
         response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                             secure=runtime.settings.secure_cookies, path="/login")
         return response
