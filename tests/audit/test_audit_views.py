@@ -239,3 +239,43 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised() -> None:
     row = list(csv.DictReader(io.StringIO("".join(to_csv([e])))))[0]
     assert row["reason"] == "'=HYPERLINK(\"http://x\",\"y\")" and row["actor_name"] == "'@admin"
     assert row["intact"] == "" and row["seq"] == ""
+
+
+def test_the_covering_signed_checkpoint_is_checked_and_named(tmp_path, clock, deployment) -> None:
+    """With the force's public key configured, the export checks the signature of the first
+    checkpoint at or after its newest event, and names it so a court can check it again."""
+    from evidence_locker.audit.checkpoints import make_checkpoint
+    from evidence_locker.audit.signing import Signer, public_key_text, write_private_key
+    from support import make_force, serving
+
+    write_private_key(tmp_path / "audit.key")
+    write_private_key(tmp_path / "other.key")
+    signer, stranger = Signer.from_file(tmp_path / "audit.key"), \
+        Signer.from_file(tmp_path / "other.key")
+    data = tmp_path / "var"
+    good = [public_key_text(signer.key.public_key())]
+    with serving(data, clock, **deployment.overrides, audit_public_keys=good) as (rt, client):
+        force = make_force(rt)
+        rid = record_camera(client, force.dock_token, device="CAM-1", recording="S1",
+                            clip=b"s" * 64)
+        client.get(f"/api/v1/recordings/{rid}", headers=bearer(force.tokens["standards"]))
+        sequence_pending(rt.sessions, clock=rt.clock)
+        made = make_checkpoint(rt.sessions, clock=rt.clock, signer=signer,
+                               directory=data / "cp").made
+        assert made is not None
+        chain = client.get(f"/api/v1/audit/recordings/{rid}",
+                           headers=bearer(force.tokens["auditor"])).json()["chain"]
+        cp = chain["covering_checkpoint"]
+        assert (cp["seq"], cp["hash"], cp["key_id"]) == (made.seq, made.hash, made.key_id)
+        assert cp["signature_checked"] is True and cp["signature_ok"] is True
+        assert chain["last_seq"] <= made.seq and chain["ok"] is True
+        text = pdf_text(client.get(f"/api/v1/audit/recordings/{rid}?format=pdf",
+                                   headers=bearer(force.tokens["auditor"])).content)
+        assert f"Covering signed checkpoint: seq {made.seq}, hash {made.hash}" in text
+        assert "signature verified" in text
+    # A verifier that trusts another key says the signature does not check out.
+    bad = [public_key_text(stranger.key.public_key())]
+    with serving(data, clock, **deployment.overrides, audit_public_keys=bad) as (rt, client):
+        chain = client.get(f"/api/v1/audit/recordings/{rid}",
+                           headers=bearer(force.tokens["auditor"])).json()["chain"]
+        assert chain["covering_checkpoint"]["signature_ok"] is False
