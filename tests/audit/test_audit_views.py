@@ -279,3 +279,35 @@ def test_the_covering_signed_checkpoint_is_checked_and_named(tmp_path, clock, de
         chain = client.get(f"/api/v1/audit/recordings/{rid}",
                            headers=bearer(force.tokens["auditor"])).json()["chain"]
         assert chain["covering_checkpoint"]["signature_ok"] is False
+
+
+def sign_in(client: Any, username: str, password: str) -> None:
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf
+    r = client.post("/login", data={"username": username, "password": password,
+                                    "csrf": csrf.group(1)}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+def test_trail_pages(client, runtime, force, footage) -> None:
+    rid = footage["u1"]
+    assert client.get(f"/audit/recordings/{rid}", follow_redirects=False).status_code == 303
+    sign_in(client, "evidence1", force.passwords["evidence1"])
+    page = client.get(f"/audit/recordings/{rid}")
+    assert page.status_code == 200, page.text
+    assert "recording.access_granted" in page.text and "Chain check of this page:\nOK" in page.text
+    # Displayed fields are escaped: the reason given for the grant is shown as text.
+    assert 'HYPERLINK(\\&#34;http://x\\&#34;)' in page.text and '"http://x' not in page.text
+    assert f'href="/api/v1/audit/recordings/{rid}?format=pdf"' in page.text
+    assert client.get(f"/audit/recordings/{footage['u2']}").status_code == 404  # not their command
+    assert client.get("/audit/users/sergeant1").status_code == 403
+    reads = [e for e in trail_reads(runtime) if json.loads(e.details)["via"] == "web"]
+    assert [e.object_id for e in reads] == [rid]
+    client.post("/logout", data={})
+    client.cookies.clear()
+    sign_in(client, "auditor", force.passwords["auditor"])
+    page = client.get("/audit/users/sergeant1")
+    assert page.status_code == 200 and "recording.viewed" in page.text
+    assert client.get("/audit/users/nobody").status_code == 404
+    assert client.get("/audit/users/sergeant1?cursor=x").status_code == 400

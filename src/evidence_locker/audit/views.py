@@ -1,5 +1,5 @@
 """/api/v1/audit: per-recording and per-user audit trails (JSON pages, CSV and PDF exports) and
-access-pattern alerts.
+access-pattern alerts; the pages /audit/recordings/{id} and /audit/users/{username}.
 
 Who may read (DESIGN.md's roles table):
 - auditors: every trail and the alerts ("the audit log and reports"), never footage;
@@ -24,7 +24,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from evidence_locker.accounts.models import User
 from evidence_locker.accounts.roles import Principal, Role
@@ -85,12 +85,13 @@ def key_ring(runtime: Runtime) -> KeyRing | None:
 
 def _trail(request: Request, principal: Principal, session: Session, *, stmt: Any,
            subject: str, object_type: str, object_id: str, name: str, fmt: str, limit: int,
-           cursor: str | None, since: dt.datetime | None, until: dt.datetime | None) -> Any:
+           cursor: str | None, since: dt.datetime | None, until: dt.datetime | None,
+           via: str = "api") -> Any:
     """One trail in the asked format; the read recorded after the events were fetched (so a
     page never holds its own read)."""
     runtime = runtime_of(request)
     keys = key_ring(runtime)
-    details: dict[str, Any] = {"format": fmt, "subject": subject,
+    details: dict[str, Any] = {"format": fmt, "subject": subject, "via": via,
                                "from": since.isoformat() if since else None,
                                "to": until.isoformat() if until else None}
     response: Any
@@ -147,6 +148,38 @@ def _attachment(filename: str) -> dict[str, str]:
             "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
 
 
+def _recording_trail(request: Request, principal: Principal, recording_id: str, *, fmt: str,
+                     limit: int, cursor: str | None, since: dt.datetime | None,
+                     until: dt.datetime | None, via: str = "api") -> Any:
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        if principal.role != Role.AUDITOR:
+            rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+            if rec is None:
+                raise ApiError(404, "Not found", "no such recording, or not yours to see")
+            recording_id = str(rec.id)
+        elif len(recording_id) > 64:
+            raise ApiError(404, "Not found", "no such recording")
+        return _trail(request, principal, session, stmt=reports.recording_trail(recording_id),
+                      subject=f"recording {recording_id}", object_type="recording",
+                      object_id=recording_id, name=f"recording-{recording_id}", fmt=fmt,
+                      limit=limit, cursor=cursor, since=since, until=until, via=via)
+
+
+def _user_trail(request: Request, principal: Principal, username: str, *, fmt: str, limit: int,
+                cursor: str | None, since: dt.datetime | None, until: dt.datetime | None,
+                via: str = "api") -> Any:
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        user = session.scalars(select(User).where(User.username == username)).one_or_none()
+        if user is None:
+            raise ApiError(404, "Not found", "no such user")
+        return _trail(request, principal, session, stmt=reports.user_trail(user),
+                      subject=f"user {user.username} ({user.role})", object_type="user",
+                      object_id=str(user.id), name=f"user-{user.username}", fmt=fmt,
+                      limit=limit, cursor=cursor, since=since, until=until, via=via)
+
+
 @router.get("/recordings/{recording_id}", response_model=None)
 def recording_trail(
     recording_id: str, request: Request, principal: RecordingReader,
@@ -158,20 +191,8 @@ def recording_trail(
 ) -> Any:
     """Every event about one recording, oldest first: JSON pages (`cursor`), or the whole trail
     (within from/to) as CSV or a PDF court copy with the chain status."""
-    runtime = runtime_of(request)
-    since, until = _aware(since, "from"), _aware(until, "to")
-    with transaction(runtime.sessions) as session:
-        if principal.role != Role.AUDITOR:
-            rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
-            if rec is None:
-                raise ApiError(404, "Not found", "no such recording, or not yours to see")
-            recording_id = str(rec.id)
-        elif len(recording_id) > 64:
-            raise ApiError(404, "Not found", "no such recording")
-        return _trail(request, principal, session, stmt=reports.recording_trail(recording_id),
-                      subject=f"recording {recording_id}", object_type="recording",
-                      object_id=recording_id, name=f"recording-{recording_id}", fmt=format,
-                      limit=limit, cursor=cursor, since=since, until=until)
+    return _recording_trail(request, principal, recording_id, fmt=format, limit=limit,
+                            cursor=cursor, since=_aware(since, "from"), until=_aware(until, "to"))
 
 
 @router.get("/users/{username}", response_model=None)
@@ -184,16 +205,8 @@ def user_trail(
     until: dt.datetime | None = Query(None, alias="to"),
 ) -> Any:
     """Everything one user did, and everything done to their account, oldest first."""
-    runtime = runtime_of(request)
-    since, until = _aware(since, "from"), _aware(until, "to")
-    with transaction(runtime.sessions) as session:
-        user = session.scalars(select(User).where(User.username == username)).one_or_none()
-        if user is None:
-            raise ApiError(404, "Not found", "no such user")
-        return _trail(request, principal, session, stmt=reports.user_trail(user),
-                      subject=f"user {user.username} ({user.role})", object_type="user",
-                      object_id=str(user.id), name=f"user-{user.username}", fmt=format,
-                      limit=limit, cursor=cursor, since=since, until=until)
+    return _user_trail(request, principal, username, fmt=format, limit=limit, cursor=cursor,
+                       since=_aware(since, "from"), until=_aware(until, "to"))
 
 
 @router.get("/alerts")
@@ -219,3 +232,54 @@ def alerts(
                         "alerts": len(found)})
     return {"since": start.isoformat(), "until": end.isoformat(),
             "thresholds": vars(thresholds), "alerts": [a.as_dict() for a in found]}
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+pages = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, check: Any, load: Any, title: str, export: str) -> Response:
+    from evidence_locker.web.pages import _render, _signed_in
+
+    principal = _signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not check(principal):
+        return _render(request, "audit_forbidden.html", {}, status=403)
+    cursor = request.query_params.get("cursor")
+    try:
+        body = load(principal, cursor)
+    except ApiError as exc:
+        if exc.status == 404:
+            return _render(request, "not_found.html", {}, status=404)
+        raise
+    return _render(request, "audit_trail.html",
+                   {"t": body, "title": title, "export": export, "cursor": cursor})
+
+
+@pages.get("/audit/recordings/{recording_id}")
+def recording_trail_page(recording_id: str, request: Request) -> Response:
+    """A recording's trail, 100 events a page, with the chain status and the exports."""
+    return _page(
+        request, may_read_recording_trails,
+        lambda p, c: _recording_trail(request, p, recording_id, fmt="json", limit=100,
+                                      cursor=_cursor(c), since=None, until=None, via="web"),
+        f"Audit trail of recording {recording_id}",
+        f"/api/v1/audit/recordings/{quote(recording_id)}")
+
+
+@pages.get("/audit/users/{username}")
+def user_trail_page(username: str, request: Request) -> Response:
+    """A person's trail: what they did, and what was done to their account."""
+    return _page(
+        request, may_read_user_trails,
+        lambda p, c: _user_trail(request, p, username, fmt="json", limit=100, cursor=_cursor(c),
+                                 since=None, until=None, via="web"),
+        f"Audit trail of {username}", f"/api/v1/audit/users/{quote(username)}")
+
+
+def _cursor(value: str | None) -> str | None:
+    if value is not None and (len(value) > 40 or not value.isdigit()):
+        raise ApiError(400, "Bad request", "invalid cursor")
+    return value

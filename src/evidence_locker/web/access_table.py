@@ -123,6 +123,8 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("POST", "/recordings/{recording_id}/access"): FOOTAGE,
     ("GET", "/fleet"): FLEET_READERS,
     ("GET", "/fleet/devices/{serial}"): FLEET_READERS,
+    ("GET", "/audit/recordings/{recording_id}"): RECORDING_TRAIL_READERS,
+    ("GET", "/audit/users/{username}"): AUDIT_READERS,
 }
 
 

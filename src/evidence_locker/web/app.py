@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from evidence_locker import __version__
 from evidence_locker.accounts.oidc import router as oidc_router
 from evidence_locker.accounts.roles import Role
+from evidence_locker.audit.views import pages as audit_pages
 from evidence_locker.audit.views import router as audit_router
 from evidence_locker.catalogue.views import router as recordings_router
 from evidence_locker.db import transaction
@@ -104,6 +105,7 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     app.include_router(uploads_router)
     app.include_router(recordings_router)
     app.include_router(audit_router)
+    app.include_router(audit_pages)
     app.include_router(pages_router)
     app.include_router(oidc_router)
     app.include_router(fleet_router)
