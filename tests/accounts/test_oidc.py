@@ -7,6 +7,7 @@ for Evidence Locker. A missing node or npm package fails these tests; it never s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import shutil
@@ -22,7 +23,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from evidence_locker.accounts.cli import users_app
 from evidence_locker.accounts.models import UserIdentity
 from evidence_locker.accounts.oidc import STATE_COOKIE
 from evidence_locker.accounts.service import (
@@ -37,7 +40,7 @@ from evidence_locker.db import transaction, upgrade
 from evidence_locker.runtime import Runtime, build_runtime
 from evidence_locker.web.app import create_app
 from evidence_locker.web.auth import SESSION_COOKIE
-from support import TEST_ACTOR, make_force, make_settings
+from support import TEST_ACTOR, make_force, make_settings, serving
 
 PROVIDER_DIR = Path(__file__).resolve().parents[1] / "oidc_provider"
 CLIENT_ID = "evidence-locker"
@@ -254,7 +257,9 @@ def test_state_mismatch_and_replays_are_refused(app: TestClient, oidc_runtime: R
         app.cookies.set(STATE_COOKIE, value, domain="testserver.local", path="/login/oidc")
 
     parts = urlsplit(callback)
-    forged = urlencode({"code": parse_qs(parts.query)["code"][0], "state": "not-the-state"})
+    query = parse_qs(parts.query)
+    forged = urlencode({"code": query["code"][0], "state": "not-the-state",
+                        "iss": query["iss"][0]})
     assert come_back(app, f"{parts.path}?{forged}").status_code == 400
     # A refusal ends the flow: the state cookie is gone.
     assert app.cookies.get(STATE_COOKIE, path="/login/oidc") is None
@@ -280,18 +285,46 @@ def test_state_mismatch_and_replays_are_refused(app: TestClient, oidc_runtime: R
     assert len(events(oidc_runtime, "session.login")) == 1
 
 
+def test_an_expired_state_is_refused(app: TestClient, oidc_runtime: Runtime) -> None:
+    callback = to_idp_and_back(app, "sub-standards")
+    oidc_runtime.clock.advance(dt.timedelta(minutes=11))  # type: ignore[attr-defined]
+    assert come_back(app, callback).status_code == 400
+    assert [e.reason for e in oidc_failures(oidc_runtime)] == ["state-mismatch"]
+
+
+def test_a_response_naming_another_issuer_is_refused(app: TestClient,
+                                                     oidc_runtime: Runtime) -> None:
+    """RFC 9207: the IdP names itself in the response; a code said to come from elsewhere (a
+    mix-up attack) is not redeemed, and neither is one with the name left out."""
+    callback = to_idp_and_back(app, "sub-standards")
+    parts = urlsplit(callback)
+    query = parse_qs(parts.query)
+    assert query["iss"] == [app.app.state.runtime.settings.oidc_issuer]
+    state_cookie = app.cookies.get(STATE_COOKIE, path="/login/oidc")
+    assert state_cookie
+    for iss in ({"iss": "https://evil.example"}, {}):
+        app.cookies.set(STATE_COOKIE, state_cookie, domain="testserver.local", path="/login/oidc")
+        other = urlencode({"code": query["code"][0], "state": query["state"][0], **iss})
+        back = come_back(app, f"{parts.path}?{other}")
+        assert back.status_code == 400 and "did not come from Test IdP" in back.text
+    assert [e.reason for e in oidc_failures(oidc_runtime)] == ["issuer-mismatch"] * 2
+    assert events(oidc_runtime, "session.login") == []
+
+
 def test_an_idp_error_is_refused(app: TestClient, oidc_runtime: Runtime) -> None:
     start = app.get("/login/oidc", follow_redirects=False)
     state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
-    back = app.get("/login/oidc/callback",
-                   params={"error": "access_denied", "state": state}, follow_redirects=False)
+    issuer = app.app.state.runtime.settings.oidc_issuer
+    back = app.get("/login/oidc/callback", params={"error": "access_denied", "state": state,
+                                                   "iss": issuer}, follow_redirects=False)
     assert back.status_code == 401 and "did not sign you in" in back.text
     (failed,) = oidc_failures(oidc_runtime)
     assert failed.reason == "idp-error" and "access_denied" in details(failed)["detail"]
 
 
 def test_another_idp_account_claiming_a_bound_username_is_refused(
-        app: TestClient, oidc_runtime: Runtime) -> None:
+        app: TestClient, oidc_runtime: Runtime, deployment: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     assert come_back(app, to_idp_and_back(app, "sub-officer1")).status_code == 303
     app.cookies.clear()
     back = come_back(app, to_idp_and_back(app, "sub-impostor"))
@@ -301,6 +334,19 @@ def test_another_idp_account_claiming_a_bound_username_is_refused(
     assert failed.reason == "subject-mismatch" and details(failed)["subject"] == "sub-impostor"
     with transaction(oidc_runtime.sessions) as s:
         assert [i.subject for i in s.scalars(select(UserIdentity))] == ["sub-officer1"]
+
+    # An administrator decides the new IdP account is officer1's now (the old one was replaced).
+    for key, value in deployment.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LOCKER_DATA_DIR", str(oidc_runtime.settings.data_dir))
+    done = CliRunner().invoke(users_app, ["unbind-idp", "officer1"])
+    assert done.exit_code == 0 and "unbound 1 identity provider account(s)" in done.output
+    (unbound,) = events(oidc_runtime, "user.identity_unbound")
+    assert details(unbound)["subject"] == "sub-officer1"
+    app.cookies.clear()
+    assert come_back(app, to_idp_and_back(app, "sub-impostor")).status_code == 303
+    with transaction(oidc_runtime.sessions) as s:
+        assert [i.subject for i in s.scalars(select(UserIdentity))] == ["sub-impostor"]
 
 
 def test_a_rename_at_the_idp_does_not_take_over_another_account(
@@ -338,6 +384,19 @@ def test_matching_by_collar_number(tmp_path: Path, clock: Any, deployment: Any,
             assert "officer1 (officer)" in app.get("/").text
     finally:
         rt.close()
+
+
+def test_an_unreachable_or_mismatched_idp_is_reported(tmp_path: Path, clock: Any,
+                                                      deployment: Any, idp: Idp) -> None:
+    port = urlsplit(idp.issuer).port
+    # Nothing listens on the first; the second reaches the provider under another name, which
+    # its discovery document does not give as the issuer (so its keys are not trusted).
+    for n, issuer in enumerate(("http://127.0.0.1:9", f"http://localhost:{port}")):
+        with serving(tmp_path / f"var{n}", clock, **deployment.overrides,
+                     **oidc_settings(idp, oidc_issuer=issuer)) as (_, app):
+            start = app.get("/login/oidc", follow_redirects=False)
+            assert start.status_code == 502 and "cannot be reached" in start.text
+            assert app.cookies.get(STATE_COOKIE, path="/login/oidc") is None
 
 
 def test_not_configured(client: TestClient) -> None:

@@ -117,6 +117,24 @@ def deactivate_user(name: Annotated[str, typer.Argument(help="Username.")]) -> N
     typer.echo(f"deactivated user {name}")
 
 
+@users_app.command("unbind-idp")
+def unbind_idp(name: Annotated[str, typer.Argument(help="Username.")]) -> None:
+    """Forget the identity-provider account bound to a user at their first OpenID Connect
+    sign-in, so that the next one binds afresh (after the IdP account was replaced)."""
+    from evidence_locker.accounts.oidc import unbind_identities
+
+    settings = Settings()
+    try:
+        with cli_transaction(settings) as session:
+            user = service.user_by_username(session, name)
+            if user is None:
+                raise service.AccountsError(f"no user {name!r}")
+            count = unbind_identities(session, clock=SystemClock(), actor=cli_actor(), user=user)
+    except service.AccountsError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"unbound {count} identity provider account(s) from {name}")
+
+
 @tokens_app.command("create")
 def create_token(
     user: Annotated[str, typer.Option("--user", help="Username the token acts as.")],

@@ -74,6 +74,7 @@ STATE_MISMATCH = "state-mismatch"  # no state, or a forged, expired or already u
 IDP_ERROR = "idp-error"  # the IdP answered the authorization request with an error
 TOKEN_REFUSED = "token-refused"  # noqa: S105 - an audit reason: code or ID token refused
 IDP_UNREACHABLE = "idp-unreachable"
+ISSUER_MISMATCH = "issuer-mismatch"  # the response names another issuer (RFC 9207 mix-up)
 MISSING_CLAIM = "missing-claim"
 SUBJECT_MISMATCH = "subject-mismatch"  # the claimed user is bound to another IdP account
 CLAIM_CHANGED = "claim-changed"  # this IdP account is bound to a user the claim no longer names
@@ -232,6 +233,27 @@ def _refuse_race(session: Session, *, clock: Clock, user: User, details: dict[st
     return OidcSignIn(user=None, reason=SUBJECT_MISMATCH)
 
 
+def unbind_identities(session: Session, *, clock: Clock, actor: audit.Actor, user: User) -> int:
+    """Forget the IdP accounts bound to a user, so that the next sign-in binds afresh: how an
+    administrator settles a `subject-mismatch` or `claim-changed` refusal deliberately (the IdP
+    account was replaced, or a rename was legitimate). Returns how many were removed; the audit
+    trail keeps what they were."""
+    links = list(session.scalars(select(UserIdentity).where(UserIdentity.user_id == user.id)))
+    for link in links:
+        audit.record(
+            session,
+            clock=clock,
+            actor=actor,
+            action="user.identity_unbound",
+            object_type="user",
+            object_id=str(user.id),
+            details={"username": user.username, "issuer": link.issuer, "subject": link.subject},
+        )
+        session.delete(link)
+    session.flush()
+    return len(links)
+
+
 def record_flow_failure(
     session: Session,
     *,
@@ -368,10 +390,12 @@ MESSAGES = {
                     "browser. Start again.",
     IDP_ERROR: "{idp} did not sign you in.",
     TOKEN_REFUSED: "{idp}'s answer could not be verified. Start again.",
+    ISSUER_MISMATCH: "The answer did not come from {idp}. Start again.",
     IDP_UNREACHABLE: "{idp} cannot be reached or is misconfigured. Try again later, or sign "
                      "in with your password.",
 }
-STATUS = {STATE_MISMATCH: 400, TOKEN_REFUSED: 400, IDP_ERROR: 401, IDP_UNREACHABLE: 502}
+STATUS = {STATE_MISMATCH: 400, TOKEN_REFUSED: 400, ISSUER_MISMATCH: 400, IDP_ERROR: 401,
+          IDP_UNREACHABLE: 502}
 
 
 def _refused(request: Request, reason: str, value: str | None = None) -> Response:
@@ -431,6 +455,12 @@ async def oidc_callback(request: Request) -> Response:
     token: dict[str, Any]
     try:
         await client.discover()
+        # RFC 9207: an IdP that names itself in the response must name the configured issuer,
+        # so that a code from another IdP (a mix-up attack) is never sent to this one.
+        named = request.query_params.get("iss")
+        says_it = client.app.server_metadata.get("authorization_response_iss_parameter_supported")
+        if (named is not None or says_it) and named != client.issuer:
+            return await run_in_threadpool(flow_failed, ISSUER_MISMATCH, named)
         token = await client.app.authorize_access_token(request)
         claims = dict(token.get("userinfo") or {})
         if not claims.get("sub") or not claims.get("iss"):
