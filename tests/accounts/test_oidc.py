@@ -215,7 +215,8 @@ def test_unmapped_user_is_refused(app: TestClient, oidc_runtime: Runtime) -> Non
     assert SESSION_COOKIE not in app.cookies
     (failed,) = oidc_failures(oidc_runtime)
     assert failed.reason == "unknown-user" and failed.object_id is None
-    assert details(failed)["preferred_username"] == "nobody"
+    assert details(failed)["claim"] == "preferred_username"
+    assert details(failed)["claimed"] == "nobody"
     assert events(oidc_runtime, "session.login") == []
     with transaction(oidc_runtime.sessions) as s:
         assert s.scalars(select(UserIdentity)).all() == []

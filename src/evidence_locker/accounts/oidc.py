@@ -165,7 +165,8 @@ def sign_in(
         "method": METHOD,
         "issuer": identity.issuer,
         "subject": identity.subject,
-        identity.claim: None if identity.value is None else identity.value[:200],
+        "claim": identity.claim,
+        "claimed": None if identity.value is None else identity.value[:200],
     }
     if reason is not None or user is None:
         audit.record(
