@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -96,6 +96,15 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
 
     app.add_exception_handler(StorageError, unavailable("object store"))
     app.add_exception_handler(OperationalError, unavailable("database"))
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> Response:
+        """A value from the request that the database cannot hold or compare (a NUL character
+        in PostgreSQL text, a number beyond its column): the request's fault, not the server's."""
+        log.warning("the database refused a value on %s %s: %s", request.method,
+                    request.url.path, exc.orig)
+        return problem(400, "Bad request", "a value in the request cannot be stored or searched "
+                       "for (a NUL character, or a number too large)")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
