@@ -10,10 +10,15 @@ import base64
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.params import Form
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from starlette.routing import BaseRoute, Mount, Route
 
 from cat_helpers import grant_for, record_camera
 from evidence_locker.accounts.roles import Role
@@ -34,6 +39,8 @@ from evidence_locker.web.access_table import ANONYMOUS, DOCK, STALE
 from evidence_locker.web.auth import SESSION_COOKIE
 from evidence_locker.web.pages import LOGIN_CSRF_COOKIE
 from support import TEST_ACTOR, Force, MovingClock
+
+Key = tuple[str, str]  # (method, path template)
 
 #: The user who holds each role (make_force's users, and a watchdog and a prosecutor added here).
 USERNAMES: dict[Role, str] = {
@@ -205,3 +212,37 @@ def beat_body() -> dict[str, Any]:
     return {"agent_version": "locker-dock 0.1", "bays": 8,
             "sent_at": "2026-11-21T09:00:00+00:00",
             "cameras": [{"bay": 1, "serial": "CAM-1", "files_waiting": 0, "bytes_waiting": 0}]}
+
+
+# --- the app's routes ---------------------------------------------------------------------
+
+
+def _walk(routes: list[BaseRoute], prefix: str) -> Iterator[tuple[Key, BaseRoute]]:
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            # FastAPI 0.16x keeps an included router whole; its prefix is in the include context.
+            yield from _walk(included.routes, prefix + route.include_context.prefix)
+        elif isinstance(route, Mount):
+            yield ("GET", f"{prefix}{route.path}/{{path:path}}"), route
+        elif isinstance(route, Route | APIRoute):
+            for method in sorted(route.methods or ()):
+                yield (method, prefix + route.path), route
+        else:
+            raise AssertionError(f"a route of a kind the matrix does not know: {route!r}")
+
+
+def app_routes(app: FastAPI) -> dict[Key, BaseRoute]:
+    return dict(_walk(list(app.routes), ""))
+
+
+def takes_form(route: BaseRoute) -> bool:
+    """A form post: called with the session and its CSRF token, as a browser would."""
+    return isinstance(route, APIRoute) and any(
+        isinstance(f.field_info, Form) for f in route.dependant.body_params)
+
+
+def takes_json(route: BaseRoute) -> bool:
+    """A JSON body the framework parses (not a raw request body, not a form)."""
+    return isinstance(route, APIRoute) and bool(route.dependant.body_params) and \
+        not takes_form(route)

@@ -13,54 +13,26 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.params import Form
-from fastapi.routing import APIRoute
 from matrix_world import (
     Caller,
+    Key,
     World,
+    app_routes,
     beat_body,
     build_world,
     credentials,
     login_form,
+    takes_form,
     tus_metadata,
 )
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute
 
 from evidence_locker.web.access_table import ACCESS, ANONYMOUS, STALE
 from evidence_locker.web.app import create_app
-
-Key = tuple[str, str]
-
-
-def _walk(routes: list[BaseRoute], prefix: str) -> Iterator[tuple[Key, BaseRoute]]:
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            # FastAPI 0.16x keeps an included router whole; its prefix is in the include context.
-            yield from _walk(included.routes, prefix + route.include_context.prefix)
-        elif isinstance(route, Mount):
-            yield ("GET", f"{prefix}{route.path}/{{path:path}}"), route
-        elif isinstance(route, Route | APIRoute):
-            for method in sorted(route.methods or ()):
-                yield (method, prefix + route.path), route
-        else:
-            raise AssertionError(f"a route of a kind the matrix does not know: {route!r}")
-
-
-def app_routes(app: FastAPI) -> dict[Key, BaseRoute]:
-    return dict(_walk(list(app.routes), ""))
-
-
-def takes_form(route: BaseRoute) -> bool:
-    """A form post: called with the session and its CSRF token, as a browser would."""
-    return isinstance(route, APIRoute) and any(
-        isinstance(f.field_info, Form) for f in route.dependant.body_params)
-
 
 # --- how each route is called -----------------------------------------------------------------
 
