@@ -43,6 +43,7 @@ class Recording(Base):
         Index("ix_recordings_sort", "sort_at", "id"),
         Index("ix_recordings_officer_sort", "officer_id", "sort_at", "id"),
         Index("ix_recordings_unit_sort", "unit_id", "sort_at", "id"),
+        Index("ix_recordings_device_sort", "device_serial", "sort_at", "id"),
         # Which cameras docked in a window (fleet rollout): an index-only range scan.
         Index("ix_recordings_received_device", "received_at", "device_id"),
     )

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, func, select, true, tuple_, union
+from sqlalchemy import Integer, Select, and_, bindparam, func, or_, select, true, tuple_, union
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
 
@@ -172,7 +172,8 @@ def _newest_first(stmt: _Keys, n: int) -> _Keys:
     return stmt.order_by(Recording.sort_at.desc(), Recording.id.desc()).limit(n)
 
 
-def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int) -> _Keys:
+def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
+               narrow: bool = False) -> _Keys:
     """The (sort_at, id) of the page, each branch an ordered scan of one index that stops after
     `n` rows: (unit_id, sort_at, id) per unit in scope, (officer_id, sort_at, id) for the
     officer's own. A single `unit_id IN (…) OR officer_id = …` would make the database read
@@ -198,7 +199,16 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int) -> _Ke
             return everything
         branches.append(everything)
     units = scope.units or []
-    if len(units) > 1 and session.get_bind().dialect.name == "postgresql":
+    if narrow and units:
+        # An officer, a camera or a hash names few rows, found from their own index: one
+        # branch that checks the scope per row beats one scan per unit through the window.
+        seen: list[Any] = [Recording.unit_id.in_(units)]
+        if scope.own is not None:
+            seen.append(and_(Recording.officer_id == scope.own,
+                             *([Recording.unit_id.in_(scope.own_units)]
+                               if scope.own_units is not None else [])))
+        branches.append(_newest_first(select(*keys).where(or_(*seen), *conds), n))
+    elif len(units) > 1 and session.get_bind().dialect.name == "postgresql":
         # One LATERAL branch per unit, the list passed as one array parameter.
         unit = func.unnest(bindparam("scope_units", units, type_=ARRAY(Integer))) \
             .table_valued("unit_id").render_derived(name="scope_unit")
@@ -212,7 +222,7 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int) -> _Ke
     else:
         branches += [_newest_first(select(*keys).where(Recording.unit_id == u, *conds), n)
                      for u in units]
-    if scope.own is not None:
+    if scope.own is not None and not (narrow and units):
         mine_conds = [Recording.officer_id == scope.own, *conds]
         if scope.own_units is not None:
             mine_conds.append(Recording.unit_id.in_(scope.own_units))
@@ -235,7 +245,8 @@ def search(
     conds = _conditions(session, filters, cursor) if scope is not None else None
     if scope is None or conds is None:
         return [], None
-    keys = session.execute(_page_keys(session, scope, conds, limit + 1)).all()
+    narrow = any(v is not None for v in (filters.officer, filters.device, filters.sha256))
+    keys = session.execute(_page_keys(session, scope, conds, limit + 1, narrow)).all()
     next_cursor = None
     if len(keys) > limit:
         keys = keys[:limit]
