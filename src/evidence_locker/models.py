@@ -1,6 +1,6 @@
 """Every feature's models, imported once so that metadata and Alembic see all tables."""
 
-from evidence_locker.accounts.models import ApiToken, User, WebSession
+from evidence_locker.accounts.models import ApiToken, User, UserIdentity, WebSession
 from evidence_locker.audit.models import AuditCheckpoint, AuditEvent
 from evidence_locker.catalogue.models import (
     AccessGrant,
@@ -31,5 +31,6 @@ __all__ = [
     "Unit",
     "Upload",
     "User",
+    "UserIdentity",
     "WebSession",
 ]
