@@ -1,0 +1,139 @@
+"""The rule of deletion as plain functions over plain data (no I/O), so hypothesis can prove it.
+
+A recording's deadline is the latest of: the unflagged default (the later of *recorded + N days*
+and *received + review window*, so footage that arrives late is not gone before anyone could look
+at it), each active flag's category deadline, and, for each withdrawn flag, *withdrawn + review
+window* (a withdrawal never shortens below the review window). `None` means "no deadline": a
+review category until a dispose decision is recorded, a case-closed category until its case
+closes. A recording may be deleted only when no hold is active and its deadline has passed.
+Adding a flag or a hold can therefore only make the deadline later (or take it away).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+FIXED = "fixed"
+REVIEW = "review"
+CASE_CLOSED = "case-closed"
+RetentionKind = Literal["fixed", "review", "case-closed"]
+RETENTION_KINDS: tuple[str, ...] = (FIXED, REVIEW, CASE_CLOSED)
+
+HOLD_KINDS: tuple[str, ...] = ("legal", "complaint", "post-incident")
+
+
+@dataclass(frozen=True)
+class Category:
+    """One category as configured: `fixed` keeps for `days` from the recording date; `review`
+    keeps until reviewed `days` after the recording date and a *dispose* decision is recorded;
+    `case-closed` keeps until the case closes plus `days`."""
+
+    name: str
+    kind: str
+    days: int
+
+
+@dataclass(frozen=True)
+class Policy:
+    unflagged_days: int = 31
+    review_window_days: int = 7
+
+
+@dataclass(frozen=True)
+class FlagFacts:
+    kind: str
+    days: int
+    withdrawn_at: dt.datetime | None = None
+    disposed_at: dt.datetime | None = None  # review: the recorded dispose decision
+    case_closed_at: dt.datetime | None = None  # case-closed: when its case closed
+
+
+@dataclass(frozen=True)
+class HoldFacts:
+    released_at: dt.datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+
+@dataclass(frozen=True)
+class RecordingFacts:
+    recorded_at: dt.datetime  # the corrected start, or the receipt time if the clock is suspect
+    received_at: dt.datetime
+    flags: tuple[FlagFacts, ...] = ()
+    holds: tuple[HoldFacts, ...] = ()
+
+
+def unflagged_deadline(policy: Policy, *, recorded_at: dt.datetime,
+                       received_at: dt.datetime) -> dt.datetime:
+    return max(recorded_at + dt.timedelta(days=policy.unflagged_days),
+               received_at + dt.timedelta(days=policy.review_window_days))
+
+
+def flag_deadline(policy: Policy, flag: FlagFacts, *,
+                  recorded_at: dt.datetime) -> dt.datetime | None:
+    """What one flag keeps the recording until (None: indefinitely, for now)."""
+    if flag.withdrawn_at is not None:
+        return flag.withdrawn_at + dt.timedelta(days=policy.review_window_days)
+    period = dt.timedelta(days=flag.days)
+    if flag.kind == FIXED:
+        return recorded_at + period
+    if flag.kind == REVIEW:
+        if flag.disposed_at is None:
+            return None
+        return max(recorded_at + period, flag.disposed_at)
+    if flag.kind == CASE_CLOSED:
+        return None if flag.case_closed_at is None else flag.case_closed_at + period
+    return None  # an unknown kind keeps: never delete on a rule we do not understand
+
+
+def deadline(policy: Policy, facts: RecordingFacts) -> dt.datetime | None:
+    """The latest of the default and every flag's deadline; None if any flag keeps indefinitely.
+    Holds are not deadlines: see `may_delete`."""
+    latest = unflagged_deadline(policy, recorded_at=facts.recorded_at,
+                                received_at=facts.received_at)
+    for flag in facts.flags:
+        d = flag_deadline(policy, flag, recorded_at=facts.recorded_at)
+        if d is None:
+            return None
+        latest = max(latest, d)
+    return latest
+
+
+def held(facts: RecordingFacts) -> bool:
+    return any(h.active for h in facts.holds)
+
+
+def delete_after(policy: Policy, facts: RecordingFacts) -> dt.datetime | None:
+    """What the catalogue stores for the sweep to find: the deadline, or None while held or
+    kept indefinitely."""
+    return None if held(facts) else deadline(policy, facts)
+
+
+def may_delete(policy: Policy, facts: RecordingFacts, now: dt.datetime) -> bool:
+    """The rule of deletion: nothing held, and nothing before its deadline."""
+    if held(facts):
+        return False
+    d = deadline(policy, facts)
+    return d is not None and d <= now
+
+
+def rule_name(policy: Policy, facts: RecordingFacts, categories: tuple[str, ...] = ()) -> str:
+    """The rule that let the recording go, for its tombstone."""
+    if not facts.flags:
+        return (f"unflagged: later of recorded + {policy.unflagged_days} days and received + "
+                f"{policy.review_window_days} days")
+    names = ", ".join(categories) if categories else f"{len(facts.flags)} flag(s)"
+    return f"flags expired or withdrawn ({names}); default {policy.unflagged_days} days"
+
+
+def shortens(old: Category, new: Category) -> bool:
+    """Whether replacing a category's rule could delete flagged footage sooner."""
+    if old.kind == new.kind:
+        return new.days < old.days
+    # From a fixed date to an event (a decision, a case closing) only lengthens; any other change
+    # of kind may bring deletion forward, so it counts as shortening.
+    return old.kind != FIXED

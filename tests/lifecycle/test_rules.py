@@ -1,0 +1,127 @@
+"""The rule of deletion, proved over generated recordings with hypothesis."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evidence_locker.lifecycle.rules import (
+    CASE_CLOSED,
+    FIXED,
+    REVIEW,
+    Category,
+    FlagFacts,
+    HoldFacts,
+    Policy,
+    RecordingFacts,
+    deadline,
+    delete_after,
+    flag_deadline,
+    may_delete,
+    shortens,
+    unflagged_deadline,
+)
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+times = st.integers(min_value=0, max_value=3 * 365 * 24).map(lambda h: T0 + dt.timedelta(hours=h))
+maybe_times = st.none() | times
+policies = st.builds(Policy, unflagged_days=st.integers(1, 400),
+                     review_window_days=st.integers(0, 60))
+flags = st.builds(FlagFacts, kind=st.sampled_from([FIXED, REVIEW, CASE_CLOSED]),
+                  days=st.integers(0, 3650), withdrawn_at=maybe_times, disposed_at=maybe_times,
+                  case_closed_at=maybe_times)
+holds = st.builds(HoldFacts, released_at=maybe_times)
+recordings = st.builds(RecordingFacts, recorded_at=times, received_at=times,
+                       flags=st.lists(flags, max_size=4).map(tuple),
+                       holds=st.lists(holds, max_size=3).map(tuple))
+
+
+def later_or_equal(a: dt.datetime | None, b: dt.datetime | None) -> bool:
+    """a keeps at least as long as b (None: indefinitely)."""
+    return a is None or (b is not None and a >= b)
+
+
+@given(policies, recordings, times)
+def test_nothing_held_is_deleted(policy: Policy, facts: RecordingFacts, now: dt.datetime) -> None:
+    if any(h.released_at is None for h in facts.holds):
+        assert not may_delete(policy, facts, now)
+        assert delete_after(policy, facts) is None
+
+
+@given(policies, recordings, times)
+def test_nothing_before_any_deadline(policy: Policy, facts: RecordingFacts,
+                                     now: dt.datetime) -> None:
+    if may_delete(policy, facts, now):
+        assert unflagged_deadline(policy, recorded_at=facts.recorded_at,
+                                  received_at=facts.received_at) <= now
+        for flag in facts.flags:
+            d = flag_deadline(policy, flag, recorded_at=facts.recorded_at)
+            assert d is not None and d <= now
+            if flag.withdrawn_at is not None:
+                assert flag.withdrawn_at + dt.timedelta(days=policy.review_window_days) <= now
+
+
+@given(policies, recordings, times)
+def test_unflagged_footage_goes_on_time(policy: Policy, facts: RecordingFacts,
+                                        now: dt.datetime) -> None:
+    bare = RecordingFacts(recorded_at=facts.recorded_at, received_at=facts.received_at)
+    due = unflagged_deadline(policy, recorded_at=facts.recorded_at, received_at=facts.received_at)
+    assert may_delete(policy, bare, now) == (due <= now)
+    assert due >= facts.received_at + dt.timedelta(days=policy.review_window_days)
+
+
+@given(policies, recordings, flags, holds, times)
+def test_deadline_is_monotone_in_flags_and_holds(policy: Policy, facts: RecordingFacts,
+                                                 flag: FlagFacts, hold: HoldFacts,
+                                                 now: dt.datetime) -> None:
+    more_flags = RecordingFacts(facts.recorded_at, facts.received_at, (*facts.flags, flag),
+                                facts.holds)
+    more_holds = RecordingFacts(facts.recorded_at, facts.received_at, facts.flags,
+                                (*facts.holds, hold))
+    assert later_or_equal(deadline(policy, more_flags), deadline(policy, facts))
+    assert deadline(policy, more_holds) == deadline(policy, facts)
+    for more in (more_flags, more_holds):
+        assert not (may_delete(policy, more, now) and not may_delete(policy, facts, now))
+
+
+@given(policies, recordings, st.integers(0, 3650), times)
+def test_withdrawal_never_below_review_window(policy: Policy, facts: RecordingFacts, days: int,
+                                              withdrawn: dt.datetime) -> None:
+    flag = FlagFacts(kind=FIXED, days=days, withdrawn_at=withdrawn)
+    after = RecordingFacts(facts.recorded_at, facts.received_at, (*facts.flags, flag))
+    d = deadline(policy, after)
+    assert later_or_equal(d, withdrawn + dt.timedelta(days=policy.review_window_days))
+
+
+def test_several_categories_keep_the_longest() -> None:
+    policy = Policy()
+    facts = RecordingFacts(T0, T0, (FlagFacts(FIXED, 365), FlagFacts(FIXED, 3 * 365)))
+    assert deadline(policy, facts) == T0 + dt.timedelta(days=3 * 365)
+
+
+def test_late_arrival_gets_the_review_window() -> None:
+    policy = Policy(unflagged_days=31, review_window_days=7)
+    received = T0 + dt.timedelta(days=60)
+    assert unflagged_deadline(policy, recorded_at=T0, received_at=received) == (
+        received + dt.timedelta(days=7))
+    assert unflagged_deadline(policy, recorded_at=T0, received_at=T0) == T0 + dt.timedelta(days=31)
+
+
+def test_review_and_case_rules_keep_until_their_event() -> None:
+    policy = Policy()
+    review = FlagFacts(REVIEW, 365)
+    assert deadline(policy, RecordingFacts(T0, T0, (review,))) is None
+    disposed = FlagFacts(REVIEW, 365, disposed_at=T0 + dt.timedelta(days=400))
+    assert deadline(policy, RecordingFacts(T0, T0, (disposed,))) == T0 + dt.timedelta(days=400)
+    case = FlagFacts(CASE_CLOSED, 30, case_closed_at=T0 + dt.timedelta(days=100))
+    assert deadline(policy, RecordingFacts(T0, T0, (case,))) == T0 + dt.timedelta(days=130)
+
+
+def test_shortening_a_category() -> None:
+    assert shortens(Category("a", FIXED, 365), Category("a", FIXED, 300))
+    assert not shortens(Category("a", FIXED, 365), Category("a", FIXED, 400))
+    assert not shortens(Category("a", FIXED, 365), Category("a", REVIEW, 1))
+    assert shortens(Category("a", REVIEW, 365), Category("a", FIXED, 5000))
+    assert shortens(Category("a", REVIEW, 365), Category("a", CASE_CLOSED, 5000))
