@@ -13,6 +13,13 @@ from evidence_locker.catalogue.models import (
 from evidence_locker.db import Base
 from evidence_locker.fleet.models import Device, Dock, Officer, Unit
 from evidence_locker.ingest.models import Upload
+from evidence_locker.lifecycle.models import (
+    CategoryVersion,
+    EvidenceFlag,
+    Hold,
+    IdempotencyKey,
+    Tombstone,
+)
 
 __all__ = [
     "AccessGrant",
@@ -21,13 +28,18 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Blob",
+    "CategoryVersion",
     "Device",
     "Dock",
+    "EvidenceFlag",
+    "Hold",
+    "IdempotencyKey",
     "Officer",
     "Recording",
     "RecordingFile",
     "RecordingRestriction",
     "RestrictionAccess",
+    "Tombstone",
     "Unit",
     "Upload",
     "User",

@@ -46,6 +46,8 @@ class Recording(Base):
         Index("ix_recordings_device_sort", "device_serial", "sort_at", "id"),
         # Which cameras docked in a window (fleet rollout): an index-only range scan.
         Index("ix_recordings_received_device", "received_at", "device_id"),
+        # The retention sweep and the due-for-deletion list (lifecycle/).
+        Index("ix_recordings_delete_after", "delete_after"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -83,6 +85,11 @@ class Recording(Base):
     bookmarks: Mapped[str | None] = mapped_column(Text)  # JSON list
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
+    # Retention (lifecycle/rules.py): when the rule of deletion lets it go; None while held or
+    # kept indefinitely. `deleting`: the sweep has decided, and is removing its files.
+    delete_after: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    retention_state: Mapped[str] = mapped_column(String(16), default="live",
+                                                 server_default="live")  # live | deleting
 
     files: Mapped[list[RecordingFile]] = relationship(
         back_populates="recording", order_by="(RecordingFile.kind, RecordingFile.index)"
