@@ -35,7 +35,7 @@ from evidence_locker.accounts.service import (
 from evidence_locker.db import transaction
 from evidence_locker.fleet.models import Dock
 from evidence_locker.runtime import Runtime
-from evidence_locker.web.access_table import ANONYMOUS, DOCK, STALE
+from evidence_locker.web.access_table import ANONYMOUS, DOCK, METRICS_TOKEN, STALE
 from evidence_locker.web.auth import SESSION_COOKIE
 from evidence_locker.web.pages import LOGIN_CSRF_COOKIE
 from support import TEST_ACTOR, Force, MovingClock
@@ -165,6 +165,8 @@ def build_world(client: TestClient, runtime: Runtime, force: Force,
         revoke_token(s, clock=clock, actor=TEST_ACTOR, token_id=revoked_row.id)
         ended_session, _ = create_session(s, clock=clock, user=standards, hours=12)
         assert end_session(s, clock=clock, secret=ended_session)
+        scraper = create_api_token(s, clock=clock, actor=TEST_ACTOR, user=standards,
+                                   scopes={"metrics"}, name="prometheus")
         dock = s.query(Dock).filter_by(name="dock-1").one()
         expired_dock = create_api_token(s, clock=clock, actor=TEST_ACTOR, dock=dock,
                                         scopes={"upload"}, expires_in=dt.timedelta(minutes=1))
@@ -179,6 +181,7 @@ def build_world(client: TestClient, runtime: Runtime, force: Force,
                               username=username, password=passwords[username]))
     callers += [
         Caller("dock-1", DOCK, bearer=force.dock_token),
+        Caller("metrics-token", METRICS_TOKEN, bearer=scraper),
         Caller("anonymous", ANONYMOUS),
         Caller("expired", STALE, bearer=expired, cookie=expired_session),
         Caller("revoked", STALE, bearer=revoked, cookie=ended_session),

@@ -29,7 +29,7 @@ pages = APIRouter(include_in_schema=False)
 
 
 def _dock(request: Request) -> Principal:
-    principal = require_principal(request)
+    principal = require_principal(request, scope=None)
     if principal.dock_id is None or principal.role is not None or \
             "upload" not in principal.scopes:
         raise ApiError(403, "Forbidden", "only a dock's upload token may send heartbeats")

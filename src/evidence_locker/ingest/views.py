@@ -45,7 +45,7 @@ def _check_version(request: Request) -> None:
 
 
 def _uploader(request: Request) -> Principal:
-    principal = require_principal(request)
+    principal = require_principal(request, scope=None)
     if "upload" not in principal.scopes:
         raise TusError(403, "Forbidden", "this token may not upload")
     return principal

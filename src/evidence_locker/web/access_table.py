@@ -1,12 +1,14 @@
 """Who may call which route: the one table the authorisation matrix test checks the app against.
 
 Every route of the app (method and path template, as FastAPI declares it) has an entry naming the
-callers it admits. A caller is a role from DESIGN.md, a dock's upload token, somebody anonymous,
-or a credential that is no longer good (an expired or revoked token, an expired or ended web
-session). "Admitted" means *not refused by authorisation*: the route may still answer 404 for
-data the caller cannot see (a prosecutor asking for a recording nobody shared with them).
+callers it admits. A caller is a role from DESIGN.md, a dock's upload token, a token for
+Prometheus, somebody anonymous, or a credential that is no longer good (an expired or revoked
+token, an expired or ended web session). "Admitted" means *not refused by authorisation*: the
+route may still answer 404 for data the caller cannot see (a prosecutor asking for a recording
+nobody shared with them).
 Refused means 401 for anonymous and stale credentials (on a page: sent to sign in) and 403 for
-the wrong role. `tests/web/test_authz_matrix.py` calls every route as every caller; a route
+the wrong role or a token without the scope (on a page a token that is not a person's is nobody:
+sent to sign in). `tests/web/test_authz_matrix.py` calls every route as every caller; a route
 without an entry here, or an entry without a route, fails it. So a new route starts here.
 
 This is a specification, not the enforcement: the routes enforce with the rules in
@@ -21,6 +23,9 @@ from evidence_locker.accounts.roles import NO_FOOTAGE, Role
 
 #: A dock's upload token (no role; scope `upload`).
 DOCK = "dock"
+#: A token with only the `metrics` scope (Prometheus's), here a professional-standards user's:
+#: the role must not leak through a token issued for one job.
+METRICS_TOKEN = "metrics-token"  # noqa: S105 - a caller's name, not a secret
 #: No credential at all.
 ANONYMOUS = "anonymous"
 #: A credential that was good once: an expired or revoked API token, an expired or ended session.
@@ -30,12 +35,10 @@ Caller = Role | str
 
 USERS: frozenset[Caller] = frozenset(Role)
 #: Everyone and everything, credential or not.
-EVERYONE: frozenset[Caller] = USERS | {DOCK, ANONYMOUS, STALE}
+EVERYONE: frozenset[Caller] = USERS | {DOCK, METRICS_TOKEN, ANONYMOUS, STALE}
 #: Public routes: health for load balancers, sign-in, tus discovery (like a CORS preflight),
 #: static files and the API's description (the code is open source; the schema reveals no data).
 PUBLIC = EVERYONE
-#: Any good credential, a dock's included.
-AUTHENTICATED: frozenset[Caller] = USERS | {DOCK}
 
 #: Roles that see footage at all. The people who run the system (fleet administrators, auditors,
 #: system administrators) cannot watch it: separation of duties. Watchdogs and prosecutors pass
@@ -57,12 +60,9 @@ AUDIT_READERS: frozenset[Caller] = frozenset({Role.AUDITOR, Role.PROFESSIONAL_ST
 RECORDING_TRAIL_READERS: frozenset[Caller] = AUDIT_READERS | {Role.EVIDENCE_OFFICER}
 #: Ingest and heartbeats: a dock's upload token only (a person's token has no `upload` scope).
 DOCKS: frozenset[Caller] = frozenset({DOCK})
-#: Prometheus metrics are not for the world: a token with the `metrics` scope (whatever its
-#: user's role; that column is not in this table) or a system administrator.
-METRICS: frozenset[Caller] = frozenset({Role.SYSTEM_ADMINISTRATOR})
-#: Signing out: everyone with a session, and anyone without one (nothing happens). A bearer
-#: token has no session to end and no CSRF token to end it with: a dock is refused.
-SIGN_OUT: frozenset[Caller] = EVERYONE - {DOCK}
+#: Prometheus metrics are not for the world: a token with the `metrics` scope, or a system
+#: administrator. Every other route refuses a metrics-only token, whoever it belongs to.
+METRICS: frozenset[Caller] = frozenset({Role.SYSTEM_ADMINISTRATOR, METRICS_TOKEN})
 
 _RECORDING = "/api/v1/recordings/{recording_id}"
 _UPLOAD = "/api/v1/uploads/{upload_id}"
@@ -111,14 +111,15 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     # pages
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
-    ("POST", "/logout"): SIGN_OUT,
+    # Signing out: anyone; without a session nothing happens (a token is no session).
+    ("POST", "/logout"): PUBLIC,
     # OpenID Connect sign-in (accounts/oidc.py): the way in, so open to all; 404 unless a force
     # configured an identity provider. An IdP's refusal is a failed sign-in, not authorisation.
     ("GET", "/login/oidc"): PUBLIC,
     ("GET", "/login/oidc/callback"): PUBLIC,
     # The home page: the recordings list for footage roles, and "no footage for this role" for
     # everyone else signed in (an administrator lands here after signing in).
-    ("GET", "/"): AUTHENTICATED,
+    ("GET", "/"): USERS,
     ("GET", "/recordings/{recording_id}"): FOOTAGE,
     ("POST", "/recordings/{recording_id}/access"): FOOTAGE,
     ("GET", "/fleet"): FLEET_READERS,

@@ -155,7 +155,7 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
         """Prometheus exposition, for a token with the `metrics` scope (or an administrator)."""
-        principal = require_principal(request)
+        principal = require_principal(request, scope=None)
         if "metrics" not in principal.scopes and principal.role != Role.SYSTEM_ADMINISTRATOR:
             raise ApiError(403, "Forbidden", "needs a token with the metrics scope")
         return Response(generate_latest(runtime.metrics.registry),

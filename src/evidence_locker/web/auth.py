@@ -12,6 +12,10 @@ from evidence_locker.runtime import Runtime
 from evidence_locker.web.problems import ApiError
 
 SESSION_COOKIE = "locker_session"
+#: The scope a person's API token needs for the JSON API and the pages (`locker tokens create`
+#: gives it unless told otherwise). A token for one job only carries that job's scope and
+#: reaches only its routes: `metrics` for Prometheus, `upload` for a dock.
+API_SCOPE = "api"
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -52,11 +56,16 @@ def resolve_principal(request: Request) -> Principal | None:
     return principal
 
 
-def require_principal(request: Request) -> Principal:
+def require_principal(request: Request, scope: str | None = API_SCOPE) -> Principal:
+    """The caller, or 401. A bearer token must also carry `scope` (403 otherwise); a web session
+    is the person at the browser, limited by their role alone. `scope=None` for the routes that
+    check a scope of their own (tus and heartbeats: `upload`; /metrics: `metrics`)."""
     principal = resolve_principal(request)
     if principal is None:
         raise ApiError(401, "Unauthorized", "sign in or send a bearer token",
                        headers={"WWW-Authenticate": "Bearer"})
+    if scope is not None and principal.token_id is not None and scope not in principal.scopes:
+        raise ApiError(403, "Forbidden", f"this token does not have the {scope} scope")
     return principal
 
 

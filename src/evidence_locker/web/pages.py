@@ -30,7 +30,7 @@ from evidence_locker.web.auth import (
     SESSION_COOKIE,
     actor_from,
     client_ip,
-    resolve_principal,
+    require_principal,
     runtime_of,
 )
 from evidence_locker.web.problems import ApiError
@@ -59,8 +59,10 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
 
 
 def _signed_in(request: Request) -> Principal | None:
+    """The person signed in (a session, or an API token with the api scope), or None: a dock's
+    or Prometheus's token is nobody here."""
     try:
-        return resolve_principal(request)
+        return require_principal(request)
     except ApiError:
         return None
 
