@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +42,14 @@ def check_idp_url(url: str) -> str:
     if parts.scheme == "http" and is_loopback_url(url):
         return url
     raise ValueError(f"{url!r} must be an https URL (plain http only on loopback)")
+
+
+class RetentionCategory(BaseModel):
+    """One configured evidence category and its retention rule (lifecycle/rules.py)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    kind: Literal["fixed", "review", "case-closed"]
+    days: int = Field(ge=0, le=100 * 366)
 
 
 class Settings(BaseSettings):
@@ -133,6 +141,20 @@ class Settings(BaseSettings):
     audit_alert_restricted: int = Field(default=1, ge=1)
     # A PDF audit export holds at most this many events (narrow the window, or take the CSV).
     audit_pdf_max_events: int = Field(default=5000, ge=1)
+
+    # Evidence lifecycle (lifecycle/): unflagged footage goes at the later of *recorded + N
+    # days* and *received + review window* (so footage docked late can still be looked at); a
+    # withdrawn flag keeps at least the review window from the withdrawal. Categories are
+    # `[[retention_categories]]` tables: name, kind (fixed | review | case-closed), days;
+    # `locker retention categories apply` records them as versions. Flag references must match
+    # the pattern. The sweep runs on this cron minute ("" turns the job off: only a process whose
+    # object-store credential is the LIFECYCLE one can delete on scale-out).
+    retention_unflagged_days: int = Field(default=31, ge=1)
+    retention_review_window_days: int = Field(default=7, ge=0)
+    retention_categories: list[RetentionCategory] = []
+    retention_reference_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9/._-]{2,63}$"
+    retention_sweep_minute: str = "*/15"
+    retention_batch: int = Field(default=200, ge=1)
 
     @field_validator("oidc_issuer")
     @classmethod

@@ -102,6 +102,14 @@ CALLS: dict[Key, Recipe] = {
         lambda w, c: Call(json={"reason": REASON}),
     ("DELETE", "/api/v1/uploads/{upload_id}"): lambda w, c: Call(headers=TUS),
     ("POST", "/api/v1/docks/heartbeat"): lambda w, c: Call(json=beat_body()),
+    ("POST", "/api/v1/recordings/{recording_id}/flags"): lambda w, c: Call(
+        json={"category": "use of force", "reference": "CRIME/2026/1", "note": ""}),
+    ("DELETE", "/api/v1/recordings/{recording_id}/flags/{flag_id}"): lambda w, c: Call(
+        json={"reason": REASON}),
+    ("POST", "/api/v1/recordings/{recording_id}/holds"): lambda w, c: Call(
+        json={"kind": "complaint", "reason": REASON}),
+    ("POST", "/api/v1/recordings/{recording_id}/holds/{hold_id}/release"): lambda w, c: Call(
+        json={"reason": REASON}),
     ("GET", "/api/v1/audit/alerts"): lambda w, c: Call(params={
         "since": (w.runtime.clock.now() - dt.timedelta(days=1)).isoformat()}),
     ("POST", "/login"): _login,
@@ -118,7 +126,7 @@ def _path_values(w: World, key: Key) -> dict[str, str]:
     upload = w.start_upload() if method == "DELETE" and "{upload_id}" in path else w.upload_id
     return {"recording_id": w.restrictable if restriction else w.recording,
             "serial": w.serial, "upload_id": upload, "username": "sergeant1",
-            "path:path": "locker.css"}
+            "path:path": "locker.css", "flag_id": "1", "hold_id": "1"}
 
 
 def _url(w: World, key: Key) -> str:
@@ -245,6 +253,8 @@ def test_admitted_callers_get_somewhere(client, runtime, force, clock) -> None:
         ("DELETE", "/api/v1/recordings/{recording_id}/restriction/access/{username}",
          "standards"): 200,
         ("DELETE", "/api/v1/recordings/{recording_id}/restriction", "standards"): 204,
+        ("GET", "/api/v1/recordings/{recording_id}/retention", "officer1"): 200,
+        ("POST", "/api/v1/recordings/{recording_id}/holds", "standards"): 201,
         ("POST", "/api/v1/uploads/", "dock-1"): 201,
         ("HEAD", "/api/v1/uploads/{upload_id}", "dock-1"): 200,
         ("PATCH", "/api/v1/uploads/{upload_id}", "dock-1"): 204,

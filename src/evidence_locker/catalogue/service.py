@@ -286,6 +286,10 @@ def attach_file(
         _apply_times_from_sidecar(session, store=store, settings=settings, rec=rec)
         attribute(session, clock=clock, actor=actor, rec=rec)  # the corrected time may differ
     refresh_state(session, clock=clock, actor=actor, rec=rec)
+    # The retention deadline follows the recording's time, which the sidecar may just have set.
+    from evidence_locker.lifecycle.service import refresh as refresh_deadline
+
+    refresh_deadline(session, settings=settings, rec=rec)
     return Attached(file, rec, duplicate=False, new_recording=new_recording)
 
 

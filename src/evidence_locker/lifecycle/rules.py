@@ -15,6 +15,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from evidence_locker.accounts.roles import Principal, RecordingScope, Role, may_view_recording
+
 FIXED = "fixed"
 REVIEW = "review"
 CASE_CLOSED = "case-closed"
@@ -137,3 +139,22 @@ def shortens(old: Category, new: Category) -> bool:
     # From a fixed date to an event (a decision, a case closing) only lengthens; any other change
     # of kind may bring deletion forward, so it counts as shortening.
     return old.kind != FIXED
+
+
+# --- who may (plain functions over the roles' data) ------------------------------------------
+
+#: Roles that flag evidence: DESIGN.md gives officers their own footage, supervisors their unit
+#: and evidence officers their command; `may_view_recording` draws exactly those lines.
+FLAGGING_ROLES = frozenset({Role.OFFICER, Role.SUPERVISOR, Role.EVIDENCE_OFFICER})
+
+
+def may_flag(p: Principal, r: RecordingScope) -> bool:
+    """Flag, or withdraw a flag on, a recording: the flagging roles, on recordings they see."""
+    return p.role in FLAGGING_ROLES and p.user_id is not None and may_view_recording(p, r)
+
+
+def may_manage_holds(p: Principal) -> bool:
+    """Place and release holds (legal, complaint, post-incident): professional standards only,
+    as DESIGN.md's roles table says; an evidence officer asks them (a hold exists to stop the
+    command's own decisions)."""
+    return p.role == Role.PROFESSIONAL_STANDARDS and p.user_id is not None

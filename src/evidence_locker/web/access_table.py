@@ -64,6 +64,13 @@ DOCKS: frozenset[Caller] = frozenset({DOCK})
 #: administrator. Every other route refuses a metrics-only token, whoever it belongs to.
 METRICS: frozenset[Caller] = frozenset({Role.SYSTEM_ADMINISTRATOR, METRICS_TOKEN})
 
+#: Flagging evidence and withdrawing flags (lifecycle/): officers (their own), supervisors (their
+#: unit), evidence officers (their command); the rest of the footage roles are refused by role.
+FLAGGERS: frozenset[Caller] = frozenset(
+    {Role.OFFICER, Role.SUPERVISOR, Role.EVIDENCE_OFFICER})
+#: Holds (legal, complaint, post-incident) are placed and released by professional standards.
+HOLD_MANAGERS: frozenset[Caller] = frozenset({Role.PROFESSIONAL_STANDARDS})
+
 _RECORDING = "/api/v1/recordings/{recording_id}"
 _UPLOAD = "/api/v1/uploads/{upload_id}"
 
@@ -94,6 +101,11 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("POST", f"{_RECORDING}/access"): FOOTAGE,
     ("GET", f"{_RECORDING}/media"): FOOTAGE,
     ("GET", f"{_RECORDING}/poster"): FOOTAGE,
+    ("GET", f"{_RECORDING}/retention"): FOOTAGE,
+    ("POST", f"{_RECORDING}/flags"): FLAGGERS,
+    ("DELETE", f"{_RECORDING}/flags/{{flag_id}}"): FLAGGERS,
+    ("POST", f"{_RECORDING}/holds"): HOLD_MANAGERS,
+    ("POST", f"{_RECORDING}/holds/{{hold_id}}/release"): HOLD_MANAGERS,
     ("GET", f"{_RECORDING}/restriction"): RESTRICTION_MANAGERS,
     ("POST", f"{_RECORDING}/restriction"): RESTRICTION_MANAGERS,
     ("DELETE", f"{_RECORDING}/restriction"): RESTRICTION_MANAGERS,

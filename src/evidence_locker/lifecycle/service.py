@@ -1,0 +1,311 @@
+"""Flags, holds and categories: each change locks the recording row, recomputes its
+`delete_after` from lifecycle/rules.py and writes its audit event, all in the caller's
+transaction. The sweep (lifecycle/sweep.py) takes the same row lock, so whichever of a flag, a
+hold or a deletion comes second sees the first."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from evidence_locker.accounts.roles import Principal
+from evidence_locker.audit.service import Actor, record
+from evidence_locker.catalogue.models import Recording
+from evidence_locker.clock import Clock
+from evidence_locker.config import Settings
+from evidence_locker.lifecycle import rules
+from evidence_locker.lifecycle.models import CategoryVersion, EvidenceFlag, Hold
+
+REASON_MIN, REASON_MAX = 10, 2000
+NOTE_MAX = 4000
+
+
+class LifecycleRefused(ValueError):
+    """Bad input: the message is for the person asking (422)."""
+
+
+class LifecycleConflict(ValueError):
+    """The change contradicts the current state (409)."""
+
+
+def policy_of(settings: Settings) -> rules.Policy:
+    return rules.Policy(unflagged_days=settings.retention_unflagged_days,
+                        review_window_days=settings.retention_review_window_days)
+
+
+def _reason(reason: str | None) -> str:
+    reason = " ".join((reason or "").split())
+    if not REASON_MIN <= len(reason) <= REASON_MAX:
+        raise LifecycleRefused(f"give a reason of {REASON_MIN} to {REASON_MAX} characters")
+    return reason
+
+
+def lock_recording(session: Session, recording_id: uuid.UUID) -> Recording | None:
+    """The recording row, locked until the transaction ends (PostgreSQL: FOR UPDATE; SQLite
+    serialises writers on its own)."""
+    return session.scalars(select(Recording).where(Recording.id == recording_id)
+                           .with_for_update()).one_or_none()
+
+
+# --- facts and deadlines -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facts:
+    facts: rules.RecordingFacts
+    categories: tuple[str, ...]
+
+
+def facts_of(session: Session, rec: Recording) -> Facts:
+    rows = session.execute(
+        select(EvidenceFlag, CategoryVersion)
+        .join(CategoryVersion, CategoryVersion.id == EvidenceFlag.category_id)
+        .where(EvidenceFlag.recording_id == rec.id)).all()
+    flags = tuple(rules.FlagFacts(kind=c.kind, days=c.days, withdrawn_at=f.withdrawn_at)
+                  for f, c in rows)
+    holds = tuple(rules.HoldFacts(released_at=h.released_at) for h in session.scalars(
+        select(Hold).where(Hold.recording_id == rec.id)))
+    facts = rules.RecordingFacts(recorded_at=rec.sort_at, received_at=rec.received_at,
+                                 flags=flags, holds=holds)
+    return Facts(facts, tuple(sorted({c.name for _, c in rows})))
+
+
+def refresh(session: Session, *, settings: Settings, rec: Recording) -> dt.datetime | None:
+    """Work out the recording's `delete_after` again (after any change to its flags, holds or
+    times)."""
+    session.flush()
+    rec.delete_after = rules.delete_after(policy_of(settings), facts_of(session, rec).facts)
+    return rec.delete_after
+
+
+def describe_retention(session: Session, *, settings: Settings, rec: Recording) -> dict[str, Any]:
+    f = facts_of(session, rec)
+    flags = session.execute(
+        select(EvidenceFlag, CategoryVersion)
+        .join(CategoryVersion, CategoryVersion.id == EvidenceFlag.category_id)
+        .where(EvidenceFlag.recording_id == rec.id).order_by(EvidenceFlag.id)).all()
+    holds = session.scalars(select(Hold).where(Hold.recording_id == rec.id).order_by(Hold.id))
+    deadline = rules.deadline(policy_of(settings), f.facts)
+    return {
+        "recording_id": str(rec.id),
+        "delete_after": rec.delete_after.isoformat() if rec.delete_after else None,
+        "deadline": deadline.isoformat() if deadline else None,
+        "held": rules.held(f.facts),
+        "flags": [_flag_json(fl, c) for fl, c in flags],
+        "holds": [_hold_json(h) for h in holds],
+    }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _flag_json(flag: EvidenceFlag, cat: CategoryVersion) -> dict[str, Any]:
+    return {"id": flag.id, "category": cat.name, "category_version": cat.version,
+            "rule": {"kind": cat.kind, "days": cat.days}, "reference": flag.reference,
+            "note": flag.note, "flagged_at": _iso(flag.flagged_at),
+            "withdrawn_at": _iso(flag.withdrawn_at), "withdrawn_reason": flag.withdrawn_reason}
+
+
+def _hold_json(hold: Hold) -> dict[str, Any]:
+    return {"id": hold.id, "kind": hold.kind, "reason": hold.reason,
+            "placed_at": _iso(hold.placed_at), "placed_role": hold.placed_role,
+            "released_at": _iso(hold.released_at), "released_role": hold.released_role,
+            "release_reason": hold.release_reason}
+
+
+def _locked_live(session: Session, rec: Recording) -> Recording:
+    locked = lock_recording(session, rec.id)
+    if locked is None:
+        raise LifecycleConflict("the recording has been deleted")
+    session.refresh(locked)
+    if locked.retention_state != "live":
+        raise LifecycleConflict("the recording is being deleted")
+    return locked
+
+
+# --- categories ----------------------------------------------------------------------------
+
+
+def current_category(session: Session, name: str) -> CategoryVersion | None:
+    return session.scalars(select(CategoryVersion).where(
+        CategoryVersion.name == name, CategoryVersion.current.is_(True))).one_or_none()
+
+
+@dataclass(frozen=True)
+class CategoryChange:
+    name: str
+    old: rules.Category | None
+    new: rules.Category
+    flagged: int  # active flags the change applies to
+    shortens: bool
+
+
+def plan_categories(session: Session, *, settings: Settings) -> list[CategoryChange]:
+    """What applying the configured categories would change (nothing for unchanged ones)."""
+    changes: list[CategoryChange] = []
+    for conf in settings.retention_categories:
+        new = rules.Category(conf.name, conf.kind, conf.days)
+        row = current_category(session, conf.name)
+        old = None if row is None else rules.Category(row.name, row.kind, row.days)
+        if old == new:
+            continue
+        flagged = 0
+        if row is not None:
+            flagged = len(session.scalars(select(EvidenceFlag.id).where(
+                EvidenceFlag.category_id == row.id,
+                EvidenceFlag.withdrawn_at.is_(None))).all())
+        changes.append(CategoryChange(conf.name, old, new, flagged,
+                                      old is not None and flagged > 0
+                                      and rules.shortens(old, new)))
+    return changes
+
+
+def apply_categories(session: Session, *, clock: Clock, actor: Actor, settings: Settings,
+                     decision: str | None = None) -> list[CategoryChange]:
+    """Record the configured categories as new versions and move active flags to them. A change
+    that would shorten retention for evidence already flagged is refused unless a decision
+    (why, by whom) is recorded with it. Categories no longer configured are left as they are:
+    their flags keep the version that set them."""
+    changes = plan_categories(session, settings=settings)
+    shortening = [c for c in changes if c.shortens]
+    if shortening and not decision:
+        raise LifecycleRefused(
+            "these changes shorten retention for evidence already flagged: "
+            + ", ".join(f"{c.name} ({c.flagged} flagged)" for c in shortening)
+            + "; record a decision (--decision) to apply them")
+    if decision is not None:
+        decision = _reason(decision)
+    now = clock.now()
+    for change in changes:
+        row = current_category(session, change.name)
+        version = 1
+        if row is not None:
+            row.current = False
+            version = row.version + 1
+        new = CategoryVersion(name=change.name, version=version, kind=change.new.kind,
+                              days=change.new.days, current=True, applied_at=now,
+                              decision=decision if change.shortens else None)
+        session.add(new)
+        session.flush()
+        recording_ids: list[uuid.UUID] = []
+        if row is not None:
+            recording_ids = list(session.scalars(select(EvidenceFlag.recording_id).where(
+                EvidenceFlag.category_id == row.id, EvidenceFlag.withdrawn_at.is_(None))))
+            session.execute(update(EvidenceFlag).where(
+                EvidenceFlag.category_id == row.id, EvidenceFlag.withdrawn_at.is_(None))
+                .values(category_id=new.id))
+        for rid in sorted(set(recording_ids)):
+            rec = lock_recording(session, rid)
+            if rec is not None:
+                refresh(session, settings=settings, rec=rec)
+        record(session, clock=clock, actor=actor, action="retention.category_applied",
+               object_type="category", object_id=change.name,
+               reason=decision if change.shortens else None,
+               details={"version": version, "kind": change.new.kind, "days": change.new.days,
+                        "previous": None if change.old is None else
+                        {"kind": change.old.kind, "days": change.old.days},
+                        "flagged": change.flagged, "shortens": change.shortens})
+    return changes
+
+
+# --- flags ---------------------------------------------------------------------------------
+
+
+def flag(session: Session, *, clock: Clock, settings: Settings, principal: Principal,
+         actor: Actor, recording: Recording, category: str, reference: str,
+         note: str = "") -> dict[str, Any]:
+    """Flag a recording as evidence: its deadline becomes at least the category's."""
+    cat = current_category(session, category)
+    if cat is None:
+        known = sorted(c.name for c in settings.retention_categories)
+        raise LifecycleRefused(f"unknown category {category!r}; known: {', '.join(known)}")
+    reference = reference.strip()
+    if not re.fullmatch(settings.retention_reference_pattern, reference):
+        raise LifecycleRefused(
+            f"reference {reference!r} does not match the force's pattern "
+            f"{settings.retention_reference_pattern}")
+    if len(note) > NOTE_MAX:
+        raise LifecycleRefused(f"the note is longer than {NOTE_MAX} characters")
+    rec = _locked_live(session, recording)
+    row = EvidenceFlag(recording_id=rec.id, category_id=cat.id, reference=reference,
+                       note=note.replace("\x00", "\ufffd"), flagged_at=clock.now(),
+                       flagged_by=principal.user_id)
+    session.add(row)
+    refresh(session, settings=settings, rec=rec)
+    record(session, clock=clock, actor=actor, action="evidence.flagged",
+           object_type="recording", object_id=str(rec.id),
+           details={"flag": row.id, "category": cat.name, "category_version": cat.version,
+                    "reference": reference, "delete_after": _iso(rec.delete_after)})
+    return _flag_json(row, cat) | {"delete_after": _iso(rec.delete_after)}
+
+
+def withdraw(session: Session, *, clock: Clock, settings: Settings, principal: Principal,
+             actor: Actor, recording: Recording, flag_id: int, reason: str) -> dict[str, Any]:
+    """Withdraw a flag with a reason; the deadline is worked out again, never below the
+    review window from now."""
+    reason = _reason(reason)
+    rec = _locked_live(session, recording)
+    row = session.get(EvidenceFlag, flag_id)
+    if row is None or row.recording_id != rec.id:
+        raise LookupError("no such flag on this recording")
+    if row.withdrawn_at is not None:
+        raise LifecycleConflict("the flag is already withdrawn")
+    row.withdrawn_at, row.withdrawn_by, row.withdrawn_reason = (
+        clock.now(), principal.user_id, reason)
+    refresh(session, settings=settings, rec=rec)
+    cat = session.get(CategoryVersion, row.category_id)
+    assert cat is not None
+    record(session, clock=clock, actor=actor, action="evidence.flag_withdrawn",
+           object_type="recording", object_id=str(rec.id), reason=reason,
+           details={"flag": row.id, "category": cat.name, "reference": row.reference,
+                    "delete_after": _iso(rec.delete_after)})
+    return _flag_json(row, cat) | {"delete_after": _iso(rec.delete_after)}
+
+
+# --- holds ---------------------------------------------------------------------------------
+
+
+def place_hold(session: Session, *, clock: Clock, settings: Settings, principal: Principal,
+               actor: Actor, recording: Recording, kind: str, reason: str) -> dict[str, Any]:
+    """A hold blocks deletion whatever the deadline, until released with a reason."""
+    if kind not in rules.HOLD_KINDS:
+        raise LifecycleRefused(f"kind must be one of: {', '.join(rules.HOLD_KINDS)}")
+    reason = _reason(reason)
+    if principal.user_id is None or principal.role is None:
+        raise LifecycleRefused("only people place holds")
+    rec = _locked_live(session, recording)
+    row = Hold(recording_id=rec.id, kind=kind, reason=reason, placed_at=clock.now(),
+               placed_by=principal.user_id, placed_role=str(principal.role))
+    session.add(row)
+    refresh(session, settings=settings, rec=rec)
+    record(session, clock=clock, actor=actor, action="hold.placed", object_type="recording",
+           object_id=str(rec.id), reason=reason, details={"hold": row.id, "kind": kind})
+    return _hold_json(row)
+
+
+def release_hold(session: Session, *, clock: Clock, settings: Settings, principal: Principal,
+                 actor: Actor, recording: Recording, hold_id: int,
+                 reason: str) -> dict[str, Any]:
+    reason = _reason(reason)
+    if principal.user_id is None or principal.role is None:
+        raise LifecycleRefused("only people release holds")
+    rec = _locked_live(session, recording)
+    row = session.get(Hold, hold_id)
+    if row is None or row.recording_id != rec.id:
+        raise LookupError("no such hold on this recording")
+    if row.released_at is not None:
+        raise LifecycleConflict("the hold is already released")
+    row.released_at, row.released_by, row.released_role, row.release_reason = (
+        clock.now(), principal.user_id, str(principal.role), reason)
+    refresh(session, settings=settings, rec=rec)
+    record(session, clock=clock, actor=actor, action="hold.released", object_type="recording",
+           object_id=str(rec.id), reason=reason,
+           details={"hold": row.id, "kind": row.kind, "delete_after": _iso(rec.delete_after)})
+    return _hold_json(row) | {"delete_after": _iso(rec.delete_after)}

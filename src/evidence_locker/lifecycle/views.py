@@ -1,0 +1,212 @@
+"""/api/v1/recordings/{id}/flags, /holds and /retention: flag evidence, withdraw a flag, place
+and release holds, see a recording's deadline.
+
+POSTs take an `Idempotency-Key` header: the first answer is stored with the change in one
+transaction, and a retry with the same key (same caller, same route, same body) gets that answer
+again without acting twice; the same key with a different request is refused (422)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.responses import JSONResponse
+
+from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
+from evidence_locker.catalogue import queries
+from evidence_locker.catalogue.models import Recording
+from evidence_locker.db import transaction
+from evidence_locker.lifecycle import rules, service
+from evidence_locker.lifecycle.models import IdempotencyKey, Tombstone
+from evidence_locker.web.auth import actor_from, require_principal, runtime_of
+from evidence_locker.web.problems import ApiError
+
+router = APIRouter(prefix="/api/v1/recordings", tags=["lifecycle"])
+
+KEY_MAX = 200
+
+
+def _viewer(request: Request) -> Principal:
+    principal = require_principal(request)
+    if not may_view_footage_at_all(principal):
+        raise ApiError(403, "Forbidden", "this role does not see footage")
+    return principal
+
+
+def _flagger(request: Request) -> Principal:
+    principal = require_principal(request)
+    if principal.role not in rules.FLAGGING_ROLES:
+        raise ApiError(403, "Forbidden",
+                       "officers, supervisors and evidence officers flag evidence")
+    return principal
+
+
+def _hold_manager(request: Request) -> Principal:
+    principal = require_principal(request)
+    if not rules.may_manage_holds(principal):
+        raise ApiError(403, "Forbidden", "only professional standards place and release holds")
+    return principal
+
+
+Viewer = Annotated[Principal, Depends(_viewer)]
+Flagger = Annotated[Principal, Depends(_flagger)]
+HoldManager = Annotated[Principal, Depends(_hold_manager)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+class FlagRequest(BaseModel):
+    category: str = Field(..., max_length=100)
+    reference: str = Field(..., max_length=200)
+    note: str = Field("", max_length=4000)
+
+
+class HoldRequest(BaseModel):
+    kind: str = Field(..., max_length=32, description="legal | complaint | post-incident")
+    reason: str = Field("", max_length=4000)
+
+
+class ReasonRequest(BaseModel):
+    reason: str = Field("", max_length=4000)
+
+
+def _recording(session: Session, principal: Principal, recording_id: str) -> Recording:
+    rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
+    if rec is not None:
+        return rec
+    gone = None
+    if principal.role is not None and may_view_footage_at_all(principal):
+        try:
+            gone = session.scalars(select(Tombstone.id).where(
+                Tombstone.recording_id == uuid.UUID(recording_id))).first()
+        except ValueError:
+            gone = None
+    if gone is not None:
+        raise ApiError(410, "Gone", "the recording was deleted under the retention rules")
+    raise ApiError(404, "Not found", "no such recording, or not yours to see")
+
+
+def _change(request: Request, principal: Principal, recording_id: str, *, key: str | None,
+            body: BaseModel | None, status: int,
+            act: Callable[[Session, Recording], dict[str, Any]],
+            check: Callable[[Session, Recording], None] | None = None) -> JSONResponse:
+    """One change in one transaction with its audit event (and its idempotency record)."""
+    runtime = runtime_of(request)
+    route = f"{request.method} {request.url.path}"
+    digest = hashlib.sha256((body.model_dump_json() if body else "").encode()).hexdigest()
+    if key is not None and not 1 <= len(key) <= KEY_MAX:
+        raise ApiError(400, "Bad request", f"Idempotency-Key must be 1 to {KEY_MAX} characters")
+    try:
+        with transaction(runtime.sessions) as session:
+            if key is not None:
+                seen = session.scalars(select(IdempotencyKey).where(
+                    IdempotencyKey.user_id == principal.user_id,
+                    IdempotencyKey.key == key)).one_or_none()
+                if seen is not None:
+                    if seen.route != f"{route} {digest}":
+                        raise ApiError(422, "Idempotency key reused",
+                                       "this Idempotency-Key was used for a different request")
+                    return JSONResponse(service_json(seen.body), status_code=seen.status,
+                                        headers={"Idempotent-Replayed": "true"})
+            rec = _recording(session, principal, recording_id)
+            if check is not None:
+                check(session, rec)
+            try:
+                result = act(session, rec)
+            except service.LifecycleRefused as exc:
+                raise ApiError(422, "Refused", str(exc)) from exc
+            except service.LifecycleConflict as exc:
+                raise ApiError(409, "Conflict", str(exc)) from exc
+            except LookupError as exc:
+                raise ApiError(404, "Not found", str(exc)) from exc
+            if key is not None and principal.user_id is not None:
+                session.add(IdempotencyKey(user_id=principal.user_id, key=key,
+                                           route=f"{route} {digest}", status=status,
+                                           body=json.dumps(result),
+                                           created_at=runtime.clock.now()))
+                session.flush()
+    except IntegrityError as exc:
+        raise ApiError(409, "Conflict", "a request with this Idempotency-Key is being handled; "
+                       "retry it to get its answer") from exc
+    return JSONResponse(result, status_code=status)
+
+
+def service_json(text: str) -> Any:
+    return json.loads(text)
+
+
+def _may_flag(principal: Principal) -> Callable[[Session, Recording], None]:
+    def check(session: Session, rec: Recording) -> None:
+        if not rules.may_flag(principal, queries.scope_of(session, rec)):
+            raise ApiError(403, "Forbidden", "not yours to flag")
+    return check
+
+
+@router.get("/{recording_id}/retention")
+def retention(recording_id: str, request: Request, principal: Viewer) -> dict[str, Any]:
+    """The recording's flags, holds and deadline."""
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = _recording(session, principal, recording_id)
+        return service.describe_retention(session, settings=runtime.settings, rec=rec)
+
+
+@router.post("/{recording_id}/flags", status_code=201)
+def add_flag(recording_id: str, body: FlagRequest, request: Request, principal: Flagger,
+             idempotency_key: IdemKey = None) -> JSONResponse:
+    """Flag the recording as evidence with a category, a reference and a note; audited."""
+    runtime = runtime_of(request)
+    return _change(
+        request, principal, recording_id, key=idempotency_key, body=body, status=201,
+        check=_may_flag(principal),
+        act=lambda s, rec: service.flag(
+            s, clock=runtime.clock, settings=runtime.settings, principal=principal,
+            actor=actor_from(request, principal), recording=rec, category=body.category,
+            reference=body.reference, note=body.note))
+
+
+@router.delete("/{recording_id}/flags/{flag_id}")
+def withdraw_flag(recording_id: str, flag_id: int, body: ReasonRequest, request: Request,
+                  principal: Flagger) -> JSONResponse:
+    """Withdraw a flag with a reason; the deadline never drops below the review window."""
+    runtime = runtime_of(request)
+    return _change(
+        request, principal, recording_id, key=None, body=body, status=200,
+        check=_may_flag(principal),
+        act=lambda s, rec: service.withdraw(
+            s, clock=runtime.clock, settings=runtime.settings, principal=principal,
+            actor=actor_from(request, principal), recording=rec, flag_id=flag_id,
+            reason=body.reason))
+
+
+@router.post("/{recording_id}/holds", status_code=201)
+def add_hold(recording_id: str, body: HoldRequest, request: Request, principal: HoldManager,
+             idempotency_key: IdemKey = None) -> JSONResponse:
+    """Place a legal, complaint or post-incident hold: nothing held is deleted."""
+    runtime = runtime_of(request)
+    return _change(
+        request, principal, recording_id, key=idempotency_key, body=body, status=201,
+        act=lambda s, rec: service.place_hold(
+            s, clock=runtime.clock, settings=runtime.settings, principal=principal,
+            actor=actor_from(request, principal), recording=rec, kind=body.kind,
+            reason=body.reason))
+
+
+@router.post("/{recording_id}/holds/{hold_id}/release")
+def release_hold(recording_id: str, hold_id: int, body: ReasonRequest, request: Request,
+                 principal: HoldManager, idempotency_key: IdemKey = None) -> JSONResponse:
+    """Release a hold with a reason; the deadline applies again."""
+    runtime = runtime_of(request)
+    return _change(
+        request, principal, recording_id, key=idempotency_key, body=body, status=200,
+        act=lambda s, rec: service.release_hold(
+            s, clock=runtime.clock, settings=runtime.settings, principal=principal,
+            actor=actor_from(request, principal), recording=rec, hold_id=hold_id,
+            reason=body.reason))

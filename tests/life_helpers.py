@@ -1,0 +1,60 @@
+"""Helpers for the lifecycle tests: configured categories, flags and holds through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evidence_locker.config import RetentionCategory
+from evidence_locker.db import transaction
+from evidence_locker.lifecycle.service import apply_categories
+from evidence_locker.runtime import Runtime
+from support import TEST_ACTOR
+
+REASON = "Complaint CMP-1234 received about this stop"
+CATEGORIES = [
+    RetentionCategory(name="use of force", kind="fixed", days=2 * 365),
+    RetentionCategory(name="crime - evidential", kind="review", days=6 * 365),
+    RetentionCategory(name="training", kind="fixed", days=90),
+]
+
+
+def configure(runtime: Runtime, categories: list[RetentionCategory] | None = None,
+              decision: str | None = None) -> None:
+    runtime.settings.retention_categories = list(CATEGORIES if categories is None
+                                                 else categories)
+    with transaction(runtime.sessions) as s:
+        apply_categories(s, clock=runtime.clock, actor=TEST_ACTOR, settings=runtime.settings,
+                         decision=decision)
+
+
+def bearer(token: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **extra}
+
+
+def flag(client: Any, token: str, rid: str, category: str = "use of force",
+         reference: str = "CRIME/2026/0001", note: str = "arrest", **headers: str) -> Any:
+    return client.post(f"/api/v1/recordings/{rid}/flags", headers=bearer(token, **headers),
+                       json={"category": category, "reference": reference, "note": note})
+
+
+def unflag(client: Any, token: str, rid: str, flag_id: int, reason: str = REASON) -> Any:
+    return client.request("DELETE", f"/api/v1/recordings/{rid}/flags/{flag_id}",
+                          headers=bearer(token), json={"reason": reason})
+
+
+def hold(client: Any, token: str, rid: str, kind: str = "complaint", reason: str = REASON,
+         **headers: str) -> Any:
+    return client.post(f"/api/v1/recordings/{rid}/holds", headers=bearer(token, **headers),
+                       json={"kind": kind, "reason": reason})
+
+
+def release(client: Any, token: str, rid: str, hold_id: int, reason: str = REASON) -> Any:
+    return client.post(f"/api/v1/recordings/{rid}/holds/{hold_id}/release",
+                       headers=bearer(token), json={"reason": reason})
+
+
+def retention(client: Any, token: str, rid: str) -> dict[str, Any]:
+    r = client.get(f"/api/v1/recordings/{rid}/retention", headers=bearer(token))
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
