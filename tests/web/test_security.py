@@ -293,8 +293,11 @@ def hostile(field: str) -> str:
     return f'"><svg onload=alert("{field}")>'
 
 
-def escaped(field: str) -> str:
-    return f"&lt;svg onload=alert(&#34;{field}&#34;)&gt;"
+def escaped(field: str, in_json: bool = False) -> str:
+    """How the hostile text reads once HTML-escaped (inside a JSON string, its quotes carry a
+    backslash first)."""
+    quote = "\\&#34;" if in_json else "&#34;"
+    return f"&lt;svg onload=alert({quote}{field}{quote})&gt;"
 
 
 def csv_cell(value: str) -> str:
@@ -354,6 +357,18 @@ def test_every_displayed_field_is_escaped(world: World, runtime: Runtime) -> Non
         "fleet unit": get(w, "/fleet", params={"unit": "XU"}, headers=fleetadmin),
         "device": get(w, "/fleet/devices/XCAM-1", headers=fleetadmin),
     }
+    # What people write into the audit trail (a justification's reason, a restriction's) is shown
+    # on the trail pages.
+    grant = w.client.post(f"/api/v1/recordings/{rid}/access", headers=bearer(w.tokens["standards"]),
+                          json={"purpose": "investigation", "reason": hostile("audit-reason")})
+    assert grant.status_code == 201, grant.text
+    restricted = w.client.post(f"/api/v1/recordings/{rid}/restriction",
+                               headers=bearer(w.tokens["standards"]),
+                               json={"kind": "restricted", "reason": hostile("restriction")})
+    assert restricted.status_code == 201, restricted.text
+    pages["recording trail"] = get(w, f"/audit/recordings/{rid}", headers=standards)
+    pages["user trail"] = get(w, "/audit/users/standards", headers=standards)
+    fields += ["audit-reason", "restriction"]
     # What a visitor types comes back in pages too.
     fields += ["filter-officer", "filter-device", "purpose", "reason", "username"]
     pages["filters"] = get(w, "/", headers=standards, params={
@@ -373,7 +388,7 @@ def test_every_displayed_field_is_escaped(world: World, runtime: Runtime) -> Non
         assert page.status_code < 500, (what, page.status_code)
         assert "<svg" not in page.text, f"raw markup on the {what} page"
     shown = "\n".join(p.text for p in pages.values())
-    unseen = [f for f in fields if escaped(f) not in shown]
+    unseen = [f for f in fields if escaped(f) not in shown and escaped(f, True) not in shown]
     # Echoing a visitor's own input back is not required (the login page does not repeat the
     # user name; a refused justification says why, not what was typed).
     assert set(unseen) <= {"username", "purpose"}, f"never shown, so never checked: {unseen}"
