@@ -16,12 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from matrix_world import World, build_world
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+
+# Once: the HTTP layer's handling of inputs does not change with the deployment.
+pytestmark = pytest.mark.embedded_only
 
 EXAMPLES = 25  # per operation, caller and kind of input: a bounded run, not a soak
 
