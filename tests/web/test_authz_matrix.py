@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import APIRouter
 from matrix_world import (
     Caller,
     Key,
@@ -212,6 +213,22 @@ def test_every_route_has_an_entry_and_every_entry_a_route(runtime) -> None:
     assert ("GET", "/api/v1/recordings/{recording_id}/media") in routes
     assert ("PATCH", "/api/v1/uploads/{upload_id}") in routes
     assert ("GET", "/fleet/devices/{serial}") in routes
+
+
+def test_a_route_added_anywhere_is_noticed(runtime) -> None:
+    """The walk sees a route however it arrives (a router included with a prefix, a router
+    inside a router, a page on the app itself), so a new one cannot slip past the table."""
+    app = create_app(runtime, background=False)
+    inner = APIRouter(prefix="/deeper")
+    inner.add_api_route("/{thing}", lambda thing: {}, methods=["DELETE"])
+    outer = APIRouter()
+    outer.add_api_route("/{thing}", lambda thing: {}, methods=["GET", "PUT"])
+    outer.include_router(inner)
+    app.include_router(outer, prefix="/api/v1/new")
+    app.add_api_route("/brand-new-page", lambda: {}, methods=["POST"], include_in_schema=False)
+    assert set(app_routes(app)) - set(ACCESS) == {
+        ("GET", "/api/v1/new/{thing}"), ("PUT", "/api/v1/new/{thing}"),
+        ("DELETE", "/api/v1/new/deeper/{thing}"), ("POST", "/brand-new-page")}
 
 
 def test_every_route_as_every_caller(client, runtime, force, clock) -> None:
