@@ -14,6 +14,7 @@ from evidence_locker.accounts.cli import tokens_app, users_app
 from evidence_locker.audit.cli import app as audit_app
 from evidence_locker.config import Settings
 from evidence_locker.fleet.cli import docks_app, fleet_app
+from evidence_locker.lifecycle.cli import app as retention_app
 
 app = typer.Typer(help="Evidence Locker: body-worn video evidence management.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -24,6 +25,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(docks_app, name="docks")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 
 
 def _simulate_app() -> typer.Typer:

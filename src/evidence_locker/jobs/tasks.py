@@ -41,10 +41,16 @@ def register_tasks(runtime: Runtime) -> None:
     def audit_checkpoint() -> None:
         audit_checkpoint_job(runtime)
 
+    def retention_sweep() -> None:
+        retention_sweep_job(runtime)
+
     jobs.register("probe_file", probe_file)
     jobs.huey.periodic_task(crontab(minute="*/5"), name="upload_housekeeping")(upload_housekeeping)
     jobs.huey.periodic_task(crontab(minute="*/10"), name="requeue_stalled")(requeue_stalled)
     jobs.huey.periodic_task(crontab(minute="17"), name="fixity")(fixity)
+    if runtime.settings.retention_sweep_minute:
+        jobs.huey.periodic_task(crontab(minute=runtime.settings.retention_sweep_minute),
+                                name="retention_sweep")(retention_sweep)
     if runtime.settings.audit_signing_key_file and runtime.settings.audit_checkpoint_minute:
         jobs.huey.periodic_task(crontab(minute=runtime.settings.audit_checkpoint_minute),
                                 name="audit_checkpoint")(audit_checkpoint)
@@ -83,3 +89,20 @@ def audit_checkpoint_job(runtime: Runtime) -> None:
         log.error("audit checkpoint refused: %s", outcome.problem)
     elif outcome.made is not None:
         log.info("audit checkpoint signed: %s", outcome.made.describe())
+
+
+def retention_sweep_job(runtime: Runtime) -> None:
+    """Delete what the rule of deletion allows (lifecycle/sweep.py). On scale-out only the
+    process holding the LIFECYCLE credential can delete: set LOCKER_RETENTION_SWEEP_MINUTE=""
+    on the others, whose deletions would be refused (and retried by the next run)."""
+    import logging
+
+    from evidence_locker.lifecycle.sweep import run_sweep
+
+    result = run_sweep(runtime.sessions, clock=runtime.clock, settings=runtime.settings,
+                       store=runtime.store)
+    runtime.metrics.retention.labels("deleted").inc(result.deleted)
+    runtime.metrics.retention.labels("failed").inc(len(result.failed))
+    logging.getLogger(__name__).info(
+        "retention sweep: %d deleted, %d kept, %d failed", result.deleted, result.kept,
+        len(result.failed))

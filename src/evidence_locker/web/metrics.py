@@ -28,6 +28,9 @@ class Metrics:
             "From the last byte received to the 204: fsync, verify SHA-256, catalogue",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry)
+        self.retention = Counter("locker_retention_recordings_total",
+                                 "Recordings the retention sweep deleted, or failed to delete",
+                                 ["outcome"], registry=self.registry)
 
     def watch(self, runtime: Runtime) -> None:
         self.registry.register(_StateCollector(runtime))

@@ -1,0 +1,97 @@
+"""`locker retention`: apply categories, plan and run the sweep.
+
+`run` has the real clock only: no option moves time forward (tests seed past times through the
+services). On scale-out it must run with the LIFECYCLE object-store credential in its
+environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), the only one allowed to delete blobs and
+bypass governance retention (deploy/README.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from evidence_locker.accounts.cli import cli_actor, cli_transaction, fail
+from evidence_locker.clock import SystemClock
+from evidence_locker.config import Settings
+
+app = typer.Typer(help="Evidence retention: categories, the sweep.", no_args_is_help=True)
+categories_app = typer.Typer(help="Retention categories.", no_args_is_help=True)
+app.add_typer(categories_app, name="categories")
+
+
+@app.callback()
+def _retention() -> None:
+    """Evidence retention: categories, the sweep."""
+
+
+@categories_app.callback()
+def _categories() -> None:
+    """Retention categories."""
+
+
+@categories_app.command("apply")
+def apply(
+    decision: Annotated[str | None, typer.Option(
+        "--decision", help="Why a change that shortens flagged evidence's retention is "
+        "accepted (recorded with the new versions).")] = None,
+) -> None:
+    """Record the configured categories as new versions (unchanged ones are left alone)."""
+    from evidence_locker.lifecycle.service import LifecycleRefused, apply_categories
+
+    settings = Settings()
+    try:
+        with cli_transaction(settings) as session:
+            changes = apply_categories(session, clock=SystemClock(), actor=cli_actor(),
+                                       settings=settings, decision=decision)
+    except LifecycleRefused as exc:
+        raise fail(str(exc)) from exc
+    for c in changes:
+        was = "new" if c.old is None else f"was {c.old.kind} {c.old.days} days"
+        typer.echo(f"{c.name}: {c.new.kind} {c.new.days} days ({was}; {c.flagged} flagged)")
+    typer.echo(f"{len(changes)} categories changed")
+
+
+@app.command("plan")
+def plan_command(
+    days: Annotated[int, typer.Option("--days", min=0, help="Look this many days ahead.")] = 7,
+) -> None:
+    """What the retention rules will delete in the next N days, by unit."""
+    from collections import Counter
+
+    from evidence_locker.fleet.models import Unit
+    from evidence_locker.lifecycle.sweep import plan
+
+    settings = Settings()
+    with cli_transaction(settings) as session:
+        due = plan(session, now=SystemClock().now(), days=days)
+        names = {u.id: u.code for u in session.query(Unit)}
+    by_unit = Counter(names.get(d.unit_id, "(no unit)") if d.unit_id else "(no unit)"
+                      for d in due)
+    for unit, n in sorted(by_unit.items()):
+        typer.echo(f"{unit}\t{n}")
+    typer.echo(f"{len(due)} recordings due for deletion in the next {days} days")
+
+
+@app.command("run")
+def run(
+    batch: Annotated[int | None, typer.Option("--batch", min=1, help="Recordings per "
+                                              "transaction.")] = None,
+) -> None:
+    """Delete what the rule of deletion allows now; resume deletions a crash interrupted."""
+    from evidence_locker.lifecycle.sweep import run_sweep
+    from evidence_locker.runtime import build_runtime
+
+    runtime = build_runtime(Settings())
+    try:
+        result = run_sweep(runtime.sessions, clock=runtime.clock, settings=runtime.settings,
+                           store=runtime.store, batch=batch)
+    finally:
+        runtime.close()
+    typer.echo(f"retention: {result.deleted} deleted ({result.resumed} resumed), "
+               f"{result.kept} kept by a newer rule, {len(result.failed)} failed, "
+               f"{result.bytes_deleted} bytes freed")
+    for line in result.failed:
+        typer.echo(f"FAILED {line}", err=True)
+    if result.failed:
+        raise typer.Exit(code=1)
