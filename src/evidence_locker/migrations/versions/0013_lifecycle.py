@@ -130,6 +130,6 @@ def downgrade() -> None:
     op.drop_table("evidence_flags")
     op.drop_table("retention_categories")
     op.drop_index("ix_recordings_delete_after", table_name="recordings")
-    with op.batch_alter_table("recordings") as batch:
-        batch.drop_column("retention_state")
-        batch.drop_column("delete_after")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch copy of recordings would trip foreign keys.
+    op.drop_column("recordings", "retention_state")
+    op.drop_column("recordings", "delete_after")
