@@ -105,6 +105,7 @@ def test_each_sign_in_gets_a_new_session_and_logout_ends_it(client, force) -> No
     assert csrf
     bad = client.post("/logout", data={"csrf": "nope"}, follow_redirects=False)
     assert bad.status_code == 403
+    assert client.post("/logout", follow_redirects=False).status_code == 403  # none at all
     out = client.post("/logout", data={"csrf": csrf.group(1)}, follow_redirects=False)
     assert out.status_code == 303
     client.cookies.set("locker_session", second)

@@ -122,7 +122,7 @@ def login(request: Request, username: str = Form(max_length=200),
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: str = Form(max_length=200)) -> Response:
+def logout(request: Request, csrf: str = Form("", max_length=200)) -> Response:
     runtime = runtime_of(request)
     if _signed_in(request) is not None:
         _check_csrf(getattr(request.state, "csrf_token", ""), csrf)
