@@ -81,6 +81,7 @@ def test_unflagged_footage_goes_on_time_with_a_tombstone(client, runtime, force,
     assert events(runtime, "recording.deleted", rid) == 1
     # Gone is gone, and says so; a second sweep finds nothing to do.
     assert flag(client, force.tokens["officer1"], rid).status_code == 410
+    assert flag(client, force.tokens["officer2"], rid).status_code == 404  # never theirs
     again = sweep(runtime, lifecycle_store)
     assert (again.deleted, again.resumed) == (0, 0)
 
@@ -121,7 +122,7 @@ def test_the_rule_is_checked_again_under_the_lock(client, runtime, force, clock,
     assert retention(client, force.tokens["standards"], rid)["delete_after"] is None
 
 
-def test_a_flag_after_the_decision_is_refused(client, runtime, force, clock) -> None:
+def test_a_flag_after_the_decision_finds_it_gone(client, runtime, force, clock) -> None:
     configure(runtime)
     rid = _rec(client, force, "R1")
     clock.advance(60 * DAY)
@@ -130,8 +131,10 @@ def test_a_flag_after_the_decision_is_refused(client, runtime, force, clock) -> 
         assert rec is not None
         assert decide(s, clock=clock, settings=runtime.settings, rec=rec)
     r = flag(client, force.tokens["officer1"], rid)
-    assert r.status_code == 409, r.text
-    assert hold(client, force.tokens["standards"], rid).status_code == 409
+    assert r.status_code == 410, r.text
+    assert hold(client, force.tokens["standards"], rid).status_code == 410
+    r = client.get(f"/api/v1/recordings/{rid}", headers=bearer(force.tokens["officer1"]))
+    assert r.status_code == 404
 
 
 def test_a_crash_half_way_is_resumed(client, runtime, force, clock, lifecycle_store,

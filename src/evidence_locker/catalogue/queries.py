@@ -277,6 +277,8 @@ def get_visible(session: Session, *, principal: Principal, recording_id: str) ->
     rec = session.get(Recording, rid)
     if rec is None or not may_view_recording(principal, scope_of(session, rec)):
         return None
+    if rec.retention_state != "live":
+        return None  # the retention sweep has decided to delete it (lifecycle/sweep.py)
     return rec
 
 

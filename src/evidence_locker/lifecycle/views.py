@@ -20,10 +20,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse
 
-from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
+from evidence_locker.accounts.roles import (
+    Principal,
+    RecordingScope,
+    may_view_footage_at_all,
+    may_view_recording,
+)
 from evidence_locker.catalogue import queries
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.db import transaction
+from evidence_locker.fleet.models import Unit
 from evidence_locker.lifecycle import rules, service
 from evidence_locker.lifecycle.models import IdempotencyKey, Tombstone
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
@@ -78,18 +84,23 @@ class ReasonRequest(BaseModel):
 
 
 def _recording(session: Session, principal: Principal, recording_id: str) -> Recording:
+    """The recording, if the caller may see it; 410 for one the caller could have seen that the
+    retention sweep deleted (or is deleting); 404 otherwise."""
     rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
     if rec is not None:
         return rec
-    gone = None
-    if principal.role is not None and may_view_footage_at_all(principal):
-        try:
-            gone = session.scalars(select(Tombstone.id).where(
-                Tombstone.recording_id == uuid.UUID(recording_id))).first()
-        except ValueError:
-            gone = None
-    if gone is not None:
-        raise ApiError(410, "Gone", "the recording was deleted under the retention rules")
+    try:
+        rid = uuid.UUID(recording_id)
+    except ValueError:
+        rid = None
+    tomb = None if rid is None else session.scalars(
+        select(Tombstone).where(Tombstone.recording_id == rid)).one_or_none()
+    if tomb is not None:
+        unit = session.get(Unit, tomb.unit_id) if tomb.unit_id is not None else None
+        scope = RecordingScope(officer_id=tomb.officer_id,
+                               unit_path=unit.path if unit is not None else None)
+        if may_view_recording(principal, scope):
+            raise ApiError(410, "Gone", "the recording was deleted under the retention rules")
     raise ApiError(404, "Not found", "no such recording, or not yours to see")
 
 
