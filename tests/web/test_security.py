@@ -577,25 +577,35 @@ def test_oversized_bodies_are_refused_not_crashed_on(world: World) -> None:
 
 def test_oversized_headers_and_query_strings_are_refused(world: World) -> None:
     w = world
-    big = "A" * MiB
     dock = bearer(w.force.dock_token)
+    # Past 64 KiB of headers (or 100 of them) nothing is parsed: 431 before any route runs.
+    big = "A" * MiB
+    for headers in ({**dock, "Upload-Metadata": "filename " + big},
+                    {"Authorization": big}, {"Cookie": "locker_session=" + big},
+                    {f"X-Pad-{i}": "x" for i in range(150)}):
+        r = w.client.post("/api/v1/uploads/", headers={"Tus-Resumable": "1.0.0",
+                                                       "Upload-Length": "10", **headers})
+        assert r.status_code == 431, r.status_code
+        assert r.headers["content-type"].startswith("application/problem+json")
+    # Under the limit, each header's own parser refuses what it cannot use.
+    mid = "A" * 50_000
     r = w.client.post("/api/v1/uploads/", headers={
         **dock, "Tus-Resumable": "1.0.0", "Upload-Length": "10",
-        "Upload-Metadata": "filename " + big})
+        "Upload-Metadata": "filename " + mid})
     assert r.status_code == 400, r.status_code
     r = w.client.post("/api/v1/uploads/", headers={
         **dock, "Tus-Resumable": "1.0.0", "Upload-Length": "9" * 4096})
     assert r.status_code in (400, 413), r.status_code
     r = w.client.patch(f"/api/v1/uploads/{w.upload_id}", headers={
-        **dock, "Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Upload-Checksum": "sha256 " + big,
+        **dock, "Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Upload-Checksum": "sha256 " + mid,
         "Content-Type": "application/offset+octet-stream"}, content=b"m")
     assert r.status_code == 400, r.status_code
-    assert get(w, "/api/v1/recordings", headers=bearer("elk_" + big)).status_code == 401
-    assert get(w, "/api/v1/recordings", headers={"Authorization": big}).status_code == 401
-    assert get(w, "/", headers=session_headers(big)).status_code == 303
+    assert get(w, "/api/v1/recordings", headers=bearer("elk_" + mid)).status_code == 401
+    assert get(w, "/api/v1/recordings", headers={"Authorization": mid}).status_code == 401
+    assert get(w, "/", headers=session_headers(mid)).status_code == 303
     r = get(w, f"/api/v1/recordings/{w.recording}/media", params={"grant": w.grants["evidence1"]},
             headers={**bearer(w.tokens["evidence1"]),
-                     "Range": "bytes=" + ",".join(f"{i}-{i}" for i in range(100_000))})
+                     "Range": "bytes=" + ",".join(f"{i}-{i}" for i in range(5_000))})
     assert r.status_code in (200, 206, 416), r.status_code
     long = "A" * 60_000  # near the longest URL a client will send
     for path, name in (("/api/v1/recordings", "officer"), ("/api/v1/recordings", "cursor"),

@@ -38,6 +38,30 @@ from evidence_locker.web.problems import ApiError, problem
 log = logging.getLogger(__name__)
 
 
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
+
+
+class HeaderLimit:
+    """431 for requests whose headers are too many or too large. uvicorn's httptools parser
+    takes any size (its h11 limit does not apply), and `locker serve` may face the network
+    without nginx in front of it; nothing else looks at headers before the routes do."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            if len(headers) > MAX_HEADERS or \
+                    sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
+                response = problem(431, "Request Header Fields Too Large",
+                                   f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     """`background` starts the in-process job workers and the audit sequencer (default: from
     settings.run_workers)."""
@@ -67,6 +91,7 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(HeaderLimit)
 
     @app.exception_handler(TusError)
     async def tus_error(request: Request, exc: TusError) -> Response:
