@@ -156,3 +156,16 @@ def test_shortening_a_flagged_category_needs_a_decision(client, runtime, force) 
     longer = [RetentionCategory(name="use of force", kind="fixed", days=3000)]
     configure(runtime, longer)  # lengthening needs no decision
     assert retention(client, force.tokens["officer1"], rid)["flags"][0]["category_version"] == 3
+
+
+def test_camera_bookmarks_arrive_as_flags(client, runtime, force) -> None:
+    """The test sidecar bookmarks `use-of-force`: with a category of that name configured, the
+    recording arrives flagged (no reference, no person), and the flag counts for retention."""
+    configure(runtime, [RetentionCategory(name="use-of-force", kind="fixed", days=1000)])
+    rid = _rec(client, force)
+    state = retention(client, force.tokens["officer1"], rid)
+    assert [(f["category"], f["reference"]) for f in state["flags"]] == [("use-of-force", "")]
+    started = dt.datetime(2026, 11, 21, 8, 15, tzinfo=dt.UTC)
+    assert dt.datetime.fromisoformat(state["delete_after"]) == started + dt.timedelta(days=1000)
+    with transaction(runtime.sessions) as s:
+        assert s.scalars(select(EvidenceFlag.flagged_by)).all() == [None]

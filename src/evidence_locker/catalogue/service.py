@@ -351,6 +351,10 @@ def apply_sidecar(
         rec.trigger_on_reason = sc.trigger.on.reason
         rec.trigger_off_reason = sc.trigger.off.reason if sc.trigger.off else None
     rec.bookmarks = json.dumps([b.model_dump(mode="json") for b in sc.bookmarks])
+    from evidence_locker.lifecycle.service import apply_camera_bookmarks
+
+    apply_camera_bookmarks(session, clock=clock, actor=actor, rec=rec, bookmarks=[
+        (b.at.isoformat(), b.category, b.note) for b in sc.bookmarks])
     rec.expected_files = json.dumps(
         [f.model_dump(mode="json") for f in sc.files] + [
             {"kind": "sidecar", "index": 1, "filename": file.filename, "sha256": file.sha256,

@@ -309,3 +309,33 @@ def release_hold(session: Session, *, clock: Clock, settings: Settings, principa
            object_id=str(rec.id), reason=reason,
            details={"hold": row.id, "kind": row.kind, "delete_after": _iso(rec.delete_after)})
     return _hold_json(row) | {"delete_after": _iso(rec.delete_after)}
+
+
+def apply_camera_bookmarks(session: Session, *, clock: Clock, actor: Actor, rec: Recording,
+                           bookmarks: list[tuple[str, str, str]]) -> int:
+    """Categories set on the camera (sidecar bookmarks: at, category, note) arrive already
+    applied: one flag per configured category named exactly as the bookmark's, with no
+    reference (a person adds one by flagging) and no person as its author. Bookmarks naming no
+    configured category stay on the recording as the camera wrote them. Idempotent; the caller
+    refreshes the deadline."""
+    added = 0
+    existing = set(session.scalars(
+        select(CategoryVersion.name).join(EvidenceFlag, EvidenceFlag.category_id ==
+                                          CategoryVersion.id)
+        .where(EvidenceFlag.recording_id == rec.id, EvidenceFlag.flagged_by.is_(None))))
+    for at, name, note in bookmarks:
+        cat = current_category(session, name)
+        if cat is None or name in existing:
+            continue
+        existing.add(name)
+        row = EvidenceFlag(recording_id=rec.id, category_id=cat.id, reference="",
+                           note=f"camera bookmark at {at}: {note}"[:NOTE_MAX],
+                           flagged_at=clock.now(), flagged_by=None)
+        session.add(row)
+        session.flush()
+        record(session, clock=clock, actor=actor, action="evidence.flagged",
+               object_type="recording", object_id=str(rec.id),
+               details={"flag": row.id, "category": cat.name, "category_version": cat.version,
+                        "via": "camera bookmark", "bookmark_at": at})
+        added += 1
+    return added
