@@ -185,3 +185,25 @@ def test_a_blob_shared_with_a_kept_recording_stays(client, runtime, force, clock
     assert not any(runtime.store.exists(s) for s in own)
     r = client.get(f"/api/v1/recordings/{kept}", headers=bearer(force.tokens["officer1"]))
     assert r.status_code == 200
+
+
+def test_recordings_sharing_a_blob_deleted_together_free_it(client, runtime, force, clock,
+                                                            lifecycle_store) -> None:
+    """Both decided before either finishes (as two sweeps in parallel would): the shared blob
+    is still deleted, not left for the other."""
+    configure(runtime)
+    a = _rec(client, force, "A", clip=b"same bytes")
+    b = _rec(client, force, "B", clip=b"same bytes")
+    shared = [s for s in shas_of(runtime, a) if s in shas_of(runtime, b)]
+    assert shared
+    clock.advance(60 * DAY)
+    with transaction(runtime.sessions) as s:
+        for rid in (a, b):
+            rec = lock_recording(s, uuid.UUID(rid))
+            assert rec is not None and decide(s, clock=clock, settings=runtime.settings, rec=rec)
+    result = sweep(runtime, lifecycle_store)
+    assert (result.resumed, result.failed) == (2, [])
+    assert not any(runtime.store.exists(s) for s in shared)
+    with transaction(runtime.sessions) as s:
+        assert s.scalar(select(func.count()).select_from(Blob).where(
+            Blob.sha256.in_(shared))) == 0

@@ -100,7 +100,9 @@ def decide(session: Session, *, clock: Clock, settings: Settings, rec: Recording
 
 
 def _blobs_to_delete(session: Session, rec_id: uuid.UUID) -> list[str]:
-    """This recording's blobs and posters that no other recording's file refers to."""
+    """This recording's blobs and posters that no live recording's file refers to (files of
+    recordings also being deleted do not count, so two sweeps finishing recordings that share a
+    blob cannot each leave it to the other)."""
     mine = session.execute(select(RecordingFile.sha256, RecordingFile.poster_sha256).where(
         RecordingFile.recording_id == rec_id)).all()
     shas = sorted({s for s, _ in mine} | {p for _, p in mine if p})
@@ -108,6 +110,7 @@ def _blobs_to_delete(session: Session, rec_id: uuid.UUID) -> list[str]:
     for sha in shas:
         shared = session.scalar(select(exists().where(
             RecordingFile.recording_id != rec_id,
+            RecordingFile.recording_id == Recording.id, Recording.retention_state == "live",
             (RecordingFile.sha256 == sha) | (RecordingFile.poster_sha256 == sha))))
         if not shared:
             out.append(sha)
