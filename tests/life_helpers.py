@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 from evidence_locker.config import RetentionCategory
 from evidence_locker.db import transaction
+from evidence_locker.lifecycle import rules
 from evidence_locker.lifecycle.service import apply_categories
 from evidence_locker.runtime import Runtime
 from support import TEST_ACTOR
@@ -58,3 +61,20 @@ def retention(client: Any, token: str, rid: str) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+@dataclass
+class Model:
+    """What a test did to one recording, for the rule of deletion to judge independently of
+    the catalogue."""
+
+    rid: str
+    recorded_at: dt.datetime
+    received_at: dt.datetime
+    flags: dict[int, rules.FlagFacts] = field(default_factory=dict)
+    holds: dict[int, rules.HoldFacts] = field(default_factory=dict)
+    gone: bool = False
+
+    def facts(self) -> rules.RecordingFacts:
+        return rules.RecordingFacts(self.recorded_at, self.received_at,
+                                    tuple(self.flags.values()), tuple(self.holds.values()))

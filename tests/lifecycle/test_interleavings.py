@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -18,24 +17,10 @@ from evidence_locker.catalogue.models import Recording
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle import rules
 from evidence_locker.lifecycle.sweep import run_sweep
-from life_helpers import CATEGORIES, configure, flag, hold, release, unflag
+from life_helpers import CATEGORIES, Model, configure, flag, hold, release, unflag
 
 KINDS = {c.name: (c.kind, c.days) for c in CATEGORIES}
 names = itertools.count()
-
-
-@dataclass
-class Model:
-    rid: str
-    recorded_at: dt.datetime
-    received_at: dt.datetime
-    flags: dict[int, rules.FlagFacts] = field(default_factory=dict)
-    holds: dict[int, rules.HoldFacts] = field(default_factory=dict)
-    gone: bool = False
-
-    def facts(self) -> rules.RecordingFacts:
-        return rules.RecordingFacts(self.recorded_at, self.received_at,
-                                    tuple(self.flags.values()), tuple(self.holds.values()))
 
 
 steps = st.lists(st.one_of(
