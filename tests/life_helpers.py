@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from cat_helpers import record_camera
 from evidence_locker.config import RetentionCategory
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle import rules
@@ -78,3 +83,37 @@ class Model:
     def facts(self) -> rules.RecordingFacts:
         return rules.RecordingFacts(self.recorded_at, self.received_at,
                                     tuple(self.flags.values()), tuple(self.holds.values()))
+
+
+# --- real processes ------------------------------------------------------------------------
+
+DAY = dt.timedelta(days=1)
+
+
+def locker_env(runtime: Any, deployment: Any, scale_out: Any, **extra: str) -> dict[str, str]:
+    env = {**os.environ, **deployment.env,
+           "LOCKER_DATA_DIR": str(runtime.settings.data_dir),
+           "LOCKER_DATABASE_URL": runtime.settings.resolved_database_url,
+           "LOCKER_STORAGE_URL": runtime.settings.resolved_storage_url,
+           "LOCKER_RUN_WORKERS": "false", **extra}
+    if scale_out is not None:  # the sweep's own environment: the LIFECYCLE credential
+        cred = scale_out.services.s3_lifecycle
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = cred.access_key, cred.secret_key
+    return env
+
+
+def locker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "evidence_locker", *args], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def seed_past(client: Any, force: Any, clock: Any, n: int, days_ago: int = 60) -> list[str]:
+    """Recordings received `days_ago` days back, through the real ingest path."""
+    clock.advance(-days_ago * DAY)
+    try:
+        return [record_camera(client, force.dock_token, device="CAM-1", recording=f"OLD{i}",
+                              clip=uuid.uuid4().bytes,
+                              started_at=(clock.now() - dt.timedelta(hours=1)).isoformat())
+                for i in range(n)]
+    finally:
+        clock.advance(days_ago * DAY)
