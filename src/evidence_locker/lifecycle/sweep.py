@@ -44,12 +44,13 @@ from evidence_locker.db import transaction
 from evidence_locker.fleet.models import AttributionConflict
 from evidence_locker.ingest.models import Upload
 from evidence_locker.lifecycle import rules
-from evidence_locker.lifecycle.models import EvidenceFlag, Hold, Tombstone
+from evidence_locker.lifecycle.models import EvidenceFlag, Hold, IdempotencyKey, Tombstone
 from evidence_locker.lifecycle.service import facts_of, policy_of
 from evidence_locker.storage.base import BlobLocked, BlobStore
 
 log = logging.getLogger(__name__)
 SWEEP = Actor(type="system", name="retention sweep")
+IDEMPOTENCY_KEEP = dt.timedelta(hours=24)
 
 
 @dataclass
@@ -174,6 +175,10 @@ def run_sweep(sessions: sessionmaker[Session], *, clock: Clock, settings: Settin
     left (or `max_batches`)."""
     result = SweepResult()
     batch = batch or settings.retention_batch
+    with transaction(sessions) as session:
+        # Retried POSTs come back within minutes; a day of keys is plenty.
+        session.execute(delete(IdempotencyKey).where(
+            IdempotencyKey.created_at < clock.now() - IDEMPOTENCY_KEEP))
     with transaction(sessions) as session:
         unfinished = list(session.scalars(select(Recording.id).where(
             Recording.retention_state == "deleting")))

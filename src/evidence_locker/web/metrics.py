@@ -55,6 +55,13 @@ class _StateCollector(Collector):
                 Upload.state == "receiving")) or 0
             incomplete = session.scalar(select(func.count()).select_from(Recording).where(
                 Recording.state == "incomplete")) or 0
+            # Overdue: past the retention deadline and not yet deleted. It should fall to zero
+            # at every sweep; alert if it does not (lifecycle/sweep.py).
+            overdue = session.scalar(select(func.count()).select_from(Recording).where(
+                Recording.delete_after <= self.runtime.clock.now(),
+                Recording.retention_state == "live")) or 0
+            deleting = session.scalar(select(func.count()).select_from(Recording).where(
+                Recording.retention_state == "deleting")) or 0
         fixity = GaugeMetricFamily("locker_fixity_failures",
                                    "Blobs whose last fixity check found them changed or missing")
         fixity.add_metric([], failures)
@@ -66,3 +73,12 @@ class _StateCollector(Collector):
                                  "Recordings still waiting for files their sidecar lists")
         recs.add_metric([], incomplete)
         yield recs
+        due = GaugeMetricFamily("locker_retention_overdue",
+                                "Recordings past their retention deadline, not yet deleted")
+        due.add_metric([], overdue)
+        yield due
+        unfinished = GaugeMetricFamily("locker_retention_deleting",
+                                       "Recordings the sweep decided to delete and has not "
+                                       "finished (storage refused, or a crash)")
+        unfinished.add_metric([], deleting)
+        yield unfinished
