@@ -125,3 +125,26 @@ def test_shortening_a_category() -> None:
     assert not shortens(Category("a", FIXED, 365), Category("a", REVIEW, 1))
     assert shortens(Category("a", REVIEW, 365), Category("a", FIXED, 5000))
     assert shortens(Category("a", REVIEW, 365), Category("a", CASE_CLOSED, 5000))
+
+
+categories = st.builds(Category, name=st.just("c"),
+                       kind=st.sampled_from([FIXED, REVIEW, CASE_CLOSED]),
+                       days=st.integers(0, 3650))
+
+
+@given(policies, categories, categories, times, times, maybe_times)
+def test_a_change_that_does_not_shorten_brings_no_deletion_forward(
+        policy: Policy, old: Category, new: Category, recorded: dt.datetime,
+        received: dt.datetime, event: dt.datetime | None) -> None:
+    """What `locker retention categories apply` lets through without a decision can only keep
+    flagged footage longer (a recorded dispose decision or a case closing is a person's act,
+    so it applies under either rule when the kinds agree)."""
+    if shortens(old, new):
+        return
+    if old.kind != new.kind:
+        event = None  # the new rule waits for an event that has not happened under it
+    before = RecordingFacts(recorded, received, (FlagFacts(old.kind, old.days, None, event,
+                                                           event),))
+    after = RecordingFacts(recorded, received, (FlagFacts(new.kind, new.days, None, event,
+                                                          event),))
+    assert later_or_equal(deadline(policy, after), deadline(policy, before))
