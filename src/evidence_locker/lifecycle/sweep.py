@@ -129,8 +129,9 @@ def _remove(store: BlobStore, sha: str) -> None:
 
 
 def finish(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
-           recording_id: uuid.UUID, actor: Actor = SWEEP) -> int:
-    """Steps 2 and 3 for a recording marked `deleting`; returns the bytes it freed."""
+           recording_id: uuid.UUID, actor: Actor = SWEEP) -> int | None:
+    """Steps 2 and 3 for a recording marked `deleting`; returns the bytes it freed (None if
+    another sweep finished it first)."""
     with transaction(sessions) as session:
         shas = _blobs_to_delete(session, recording_id)
         sizes: dict[str, int] = {sha: size for sha, size in session.execute(
@@ -141,7 +142,7 @@ def finish(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
         rec = session.scalars(select(Recording).where(Recording.id == recording_id)
                               .with_for_update()).one_or_none()
         if rec is None or rec.retention_state != "deleting":
-            return 0
+            return None
         file_ids = select(RecordingFile.id).where(RecordingFile.recording_id == rec.id)
         session.execute(update(Upload).where(Upload.file_id.in_(file_ids))
                         .values(file_id=None))
@@ -206,8 +207,10 @@ def run_sweep(sessions: sessionmaker[Session], *, clock: Clock, settings: Settin
 def _finish_one(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
                 rid: uuid.UUID, result: SweepResult) -> None:
     try:
-        result.bytes_deleted += finish(sessions, clock=clock, store=store, recording_id=rid)
-        result.deleted += 1
+        freed = finish(sessions, clock=clock, store=store, recording_id=rid)
+        if freed is not None:
+            result.bytes_deleted += freed
+            result.deleted += 1
     except Exception as exc:  # noqa: BLE001 - one recording's storage failure must not stop the rest
         log.exception("retention sweep: recording %s left deleting", rid)
         result.failed.append(f"{rid}: {exc}")
