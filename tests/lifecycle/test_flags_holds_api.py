@@ -13,7 +13,7 @@ from evidence_locker.config import RetentionCategory
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle.models import EvidenceFlag, Hold
 from evidence_locker.lifecycle.service import LifecycleRefused
-from life_helpers import configure, flag, hold, release, retention, unflag
+from life_helpers import bearer, configure, flag, hold, release, retention, unflag
 
 
 def _count(runtime, model) -> int:
@@ -169,3 +169,21 @@ def test_camera_bookmarks_arrive_as_flags(client, runtime, force) -> None:
     assert dt.datetime.fromisoformat(state["delete_after"]) == started + dt.timedelta(days=1000)
     with transaction(runtime.sessions) as s:
         assert s.scalars(select(EvidenceFlag.flagged_by)).all() == [None]
+
+
+def test_a_post_incident_hold_also_controls_viewing(client, runtime, force) -> None:
+    configure(runtime)
+    rid = _rec(client, force)
+    ps, own = force.tokens["standards"], force.tokens["officer1"]
+    assert client.get(f"/api/v1/recordings/{rid}", headers=bearer(own)).status_code == 200
+    r = hold(client, ps, rid, kind="post-incident")
+    assert r.status_code == 201, r.text
+    assert r.json()["restricted"] is True
+    for user in ("officer1", "sergeant1", "evidence1"):
+        r = client.get(f"/api/v1/recordings/{rid}", headers=bearer(force.tokens[user]))
+        assert r.status_code == 404, user
+    restriction = client.get(f"/api/v1/recordings/{rid}/restriction", headers=bearer(ps))
+    assert restriction.status_code == 200
+    assert restriction.json()["kind"] == "post-incident"
+    assert _events(runtime, "recording.restricted") == 1
+    assert retention(client, ps, rid)["held"]

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from evidence_locker.accounts.roles import Principal
+from evidence_locker.accounts.roles import POST_INCIDENT, Principal
 from evidence_locker.audit.service import Actor, record
+from evidence_locker.catalogue import restrictions
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.clock import Clock
 from evidence_locker.config import Settings
@@ -287,7 +288,17 @@ def place_hold(session: Session, *, clock: Clock, settings: Settings, principal:
     refresh(session, settings=settings, rec=rec)
     record(session, clock=clock, actor=actor, action="hold.placed", object_type="recording",
            object_id=str(rec.id), reason=reason, details={"hold": row.id, "kind": kind})
-    return _hold_json(row)
+    restricted = False
+    if kind == POST_INCIDENT:
+        # After a death or serious injury, viewing is controlled too: a post-incident
+        # restriction (its access list only, starting with whoever placed the hold). Releasing
+        # the hold leaves it: lifting a restriction is its own decision.
+        current = restrictions.restriction_of(session, rec.id)
+        if current is None or current.kind != POST_INCIDENT:
+            restrictions.place(session, clock=clock, principal=principal, actor=actor,
+                               recording=rec, kind=POST_INCIDENT, reason=reason)
+        restricted = True
+    return _hold_json(row) | {"restricted": restricted}
 
 
 def release_hold(session: Session, *, clock: Clock, settings: Settings, principal: Principal,
