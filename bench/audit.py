@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -43,12 +42,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from benchlib import load_services  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
@@ -69,18 +68,6 @@ PURPOSES = (None, None, None, "investigation", "complaint", "disclosure")
 
 def say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def load_services() -> ModuleType:
-    """tests/services.py, loaded by path (tests/ is not a package), as bench/scale.py does."""
-    name = "_evidence_locker_tests_services"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "services.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def vm(field: str) -> int:

@@ -46,18 +46,12 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from benchlib import cpu_seconds, parse_size, proc_status  # noqa: E402
+
 from evidence_locker.simulate.camera import write_device_status  # noqa: E402
 
 MB = 1_000_000
 BAYS = 8
-
-
-def parse_size(text: str) -> int:
-    units = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "KB": 10**3, "MB": 10**6}
-    for suffix, factor in units.items():
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * factor)
-    return int(text)
 
 
 def say(msg: str) -> None:
@@ -76,25 +70,6 @@ def locker(*args: str, env: dict[str, str]) -> str:
     r = subprocess.run([sys.executable, "-m", "evidence_locker", *args], env=env,
                        capture_output=True, text=True, timeout=120, check=True)
     return r.stdout.strip().splitlines()[-1]
-
-
-def status_kb(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (its threads included)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -308,7 +283,7 @@ def main() -> int:
     def sample() -> None:
         while not sampling.is_set():
             for p in [server, *docks]:
-                peak_rss[p.pid] = max(peak_rss.get(p.pid, 0), status_kb(p.pid, "VmRSS"))
+                peak_rss[p.pid] = max(peak_rss.get(p.pid, 0), proc_status(p.pid, "VmRSS"))
                 cpu[p.pid] = max(cpu.get(p.pid, 0.0), cpu_seconds(p.pid))
             sampling.wait(0.1)
 
@@ -344,7 +319,7 @@ def main() -> int:
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
             p.kill()
-    hwm = {p.pid: status_kb(server.pid, "VmHWM") if p is server else 0 for p in [server]}
+    hwm = {p.pid: proc_status(server.pid, "VmHWM") if p is server else 0 for p in [server]}
     sampling.set()
     sampler.join()
     server.send_signal(signal.SIGTERM)
@@ -404,9 +379,9 @@ def main() -> int:
     say(f"{'dock→visible p50 / p95 (s)':<34}{p(0.5):>6.2f} / {p(0.95):.2f}")
     say(f"{'errors (dock WARN/ERROR, 5xx)':<34}{errors:>12} {server_5xx}")
     say(f"{'lost files (must be 0)':<34}{lost:>12}")
-    server_rss = max(peak_rss.get(server.pid, 0), hwm[server.pid]) / 1024
+    server_rss = max(peak_rss.get(server.pid, 0), hwm[server.pid]) / 1024 / 1024
     say(f"{'peak RSS server (MB)':<34}{server_rss:>12.0f}")
-    dock_rss = [peak_rss.get(p_.pid, 0) / 1024 for p_ in docks]
+    dock_rss = [peak_rss.get(p_.pid, 0) / 1024 / 1024 for p_ in docks]
     say(f"{'peak RSS per dock agent (MB)':<34}{max(dock_rss):>12.0f}")
     say(f"{'CPU s: server / all dock agents':<34}{cpu.get(server.pid, 0):>12.1f} / "
         f"{sum(cpu.get(p_.pid, 0) for p_ in docks):.1f}  (wall {t_end - t0:.1f} s, "

@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from benchlib import parse_size, proc_status
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 PEER_PREFIX = BENCH / ".work" / "peer"
@@ -69,15 +71,6 @@ LIMIT_TARGET = 0.8
 
 
 # --- small helpers -----------------------------------------------------------------------------
-
-def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", text, re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1GiB, 512MiB, 100MB, 4096)")
-    unit = (m.group(2) or "").lower().rstrip("b")
-    mult = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-            "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}[unit]
-    return int(float(m.group(1)) * mult)
 
 
 def human(n: float) -> str:
@@ -124,14 +117,6 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def status_kb(pid: int, key: str) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def cpu_seconds(pid: int) -> float:
     total = 0.0
     for p in tree(pid):
@@ -147,20 +132,20 @@ class RssSampler:
     def __init__(self, pid: int, interval: float = 0.02) -> None:
         self.pid, self.interval = pid, interval
         self.max_sum = 0
-        self.baseline = sum(status_kb(p, "VmRSS") for p in tree(pid))
+        self.baseline = sum(proc_status(p, "VmRSS") for p in tree(pid))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.max_sum = max(self.max_sum, sum(status_kb(p, "VmRSS") for p in tree(self.pid)))
+            self.max_sum = max(self.max_sum, sum(proc_status(p, "VmRSS") for p in tree(self.pid)))
             self._stop.wait(self.interval)
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
-        hwm = max(status_kb(p, "VmHWM") for p in tree(self.pid))
+        hwm = max(proc_status(p, "VmHWM") for p in tree(self.pid))
         return max(self.max_sum, hwm)
 
 

@@ -49,7 +49,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import http.client
-import importlib.util
 import json
 import math
 import mmap
@@ -70,6 +69,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
+
+from benchlib import cpu_seconds, load_services, parse_size, proc_status
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -99,29 +100,6 @@ DOCKS = 1_200
 HOURLY = (3.5, 2.6, 2.0, 1.5, 1.2, 1.2, 1.8, 2.8, 3.6, 3.9, 4.1, 4.3,
           4.5, 4.6, 4.8, 5.0, 5.3, 5.6, 5.9, 6.1, 6.2, 6.0, 5.2, 4.3)
 WEEKDAY = (0.95, 0.95, 0.97, 1.0, 1.08, 1.1, 0.95)  # Monday first
-
-
-def load_services() -> ModuleType:
-    """tests/services.py, loaded by path (tests/ is not a package), as the storage tests do."""
-    name = "_evidence_locker_tests_services"
-    if name not in sys.modules:
-        path = ROOT / "tests" / "services.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def parse_size(text: str) -> int:
-    units = {"kib": 1024, "mib": MiB, "gib": 1024 * MiB, "kb": 1000, "mb": MB, "gb": 10**9,
-             "b": 1}
-    t = text.strip().lower()
-    for suffix, factor in units.items():
-        if t.endswith(suffix):
-            return int(float(t[: -len(suffix)]) * factor)
-    return int(t)
 
 
 def human_bytes(n: float) -> str:
@@ -670,7 +648,6 @@ def make_case(query: str, who: str, rng: random.Random, fleet: Fleet, loaded: Lo
     return Case(query, who, Filters(), principal, pages_before=19)
 
 
-
 def reference_ids(session: Any, case: Case, limit: int = 50) -> list[Any]:
     """The page as the visibility rule reads written the plain way: roles.may_view_recording and
     the filters as one WHERE clause (as `reference()` in tests/catalogue/test_search_scope.py,
@@ -1183,27 +1160,6 @@ def tus_upload(base: str, token: str, path: Path, sha256: str, patch: int,
         mm.close()
 
 
-def proc_status(pid: int, key: str) -> int:
-    """A /proc/PID/status field in bytes (VmRSS, VmHWM)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its reaped children."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
-
-
 class Poll:
     """Polls VmRSS of some processes while uploads run."""
 
@@ -1321,9 +1277,10 @@ def ingest_part(services_mod: ModuleType, services: Any, pg: Any, workdir: Path,
     weed_pid = services.seaweedfs.pid if services.seaweedfs else None
 
     # The limit, before.
-    weed_cpu0 = cpu_seconds(weed_pid) if weed_pid else 0.0
+    weed_cpu0 = cpu_seconds(weed_pid, children=True) if weed_pid else 0.0
     limit_before = boto3_upload(services, bucket, together, "bench/limit-before")
-    weed_limit_cpu = (cpu_seconds(weed_pid) - weed_cpu0) / (total / 1e9) if weed_pid else 0.0
+    weed_limit_cpu = ((cpu_seconds(weed_pid, children=True) - weed_cpu0) / (total / 1e9)
+                      if weed_pid else 0.0)
     limit_single = boto3_upload(services, bucket, alone, "bench/limit-single")
     say(f"boto3 limit: {n} files at once {total / limit_before / MB:.0f} MB/s; one file "
         f"{size / limit_single / MB:.0f} MB/s")
@@ -1352,18 +1309,18 @@ def ingest_part(services_mod: ModuleType, services: Any, pg: Any, workdir: Path,
         pids = [p.pid for _, p, _ in nodes] + ([weed_pid] if weed_pid else [])
 
         # One upload through one process alone.
-        cpu0 = {pid: cpu_seconds(pid) for pid in pids}
+        cpu0 = {pid: cpu_seconds(pid, children=True) for pid in pids}
         with Poll(pids):
             single_s, single = run_uploads([nodes[0][0]], token, alone, args.patch_size)
-        cpu_single = {pid: cpu_seconds(pid) - cpu0[pid] for pid in pids}
+        cpu_single = {pid: cpu_seconds(pid, children=True) - cpu0[pid] for pid in pids}
         # Both processes, half the files each, all at once.
-        cpu0 = {pid: cpu_seconds(pid) for pid in pids}
-        client0 = cpu_seconds(os.getpid())
+        cpu0 = {pid: cpu_seconds(pid, children=True) for pid in pids}
+        client0 = cpu_seconds(os.getpid(), children=True)
         with Poll(pids) as poll:
             both_s, both = run_uploads([b for b, _, _ in nodes], token, together,
                                        args.patch_size)
-        cpu_both = {pid: cpu_seconds(pid) - cpu0[pid] for pid in pids}
-        client_cpu = cpu_seconds(os.getpid()) - client0
+        cpu_both = {pid: cpu_seconds(pid, children=True) - cpu0[pid] for pid in pids}
+        client_cpu = cpu_seconds(os.getpid(), children=True) - client0
         hwm = {pid: proc_status(pid, "VmHWM") for pid in pids}
         stored = sum(1 for r in single + both if r["outcome"] == "stored")
         # The blobs are there, with the right size.
