@@ -187,3 +187,16 @@ def test_a_post_incident_hold_also_controls_viewing(client, runtime, force) -> N
     assert restriction.json()["kind"] == "post-incident"
     assert _events(runtime, "recording.restricted") == 1
     assert retention(client, ps, rid)["held"]
+
+
+def test_ids_out_of_range_are_bad_input(client, runtime, force) -> None:
+    configure(runtime)
+    rid = _rec(client, force)
+    huge = "99999999999999999999999"
+    r = client.request("DELETE", f"/api/v1/recordings/{rid}/flags/{huge}",
+                       headers=bearer(force.tokens["officer1"]), json={"reason": "x" * 20})
+    assert r.status_code == 422, r.text
+    r = client.post(f"/api/v1/recordings/{rid}/holds/{huge}/release",
+                    headers=bearer(force.tokens["standards"]), json={"reason": "x" * 20})
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -66,6 +66,8 @@ Viewer = Annotated[Principal, Depends(_viewer)]
 Flagger = Annotated[Principal, Depends(_flagger)]
 HoldManager = Annotated[Principal, Depends(_hold_manager)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+#: Row ids are 32-bit integers: a larger one is bad input (422), not a database error.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class FlagRequest(BaseModel):
@@ -184,7 +186,7 @@ def add_flag(recording_id: str, body: FlagRequest, request: Request, principal: 
 
 
 @router.delete("/{recording_id}/flags/{flag_id}")
-def withdraw_flag(recording_id: str, flag_id: int, body: ReasonRequest, request: Request,
+def withdraw_flag(recording_id: str, flag_id: RowId, body: ReasonRequest, request: Request,
                   principal: Flagger) -> JSONResponse:
     """Withdraw a flag with a reason; the deadline never drops below the review window."""
     runtime = runtime_of(request)
@@ -211,7 +213,7 @@ def add_hold(recording_id: str, body: HoldRequest, request: Request, principal: 
 
 
 @router.post("/{recording_id}/holds/{hold_id}/release")
-def release_hold(recording_id: str, hold_id: int, body: ReasonRequest, request: Request,
+def release_hold(recording_id: str, hold_id: RowId, body: ReasonRequest, request: Request,
                  principal: HoldManager, idempotency_key: IdemKey = None) -> JSONResponse:
     """Release a hold with a reason; the deadline applies again."""
     runtime = runtime_of(request)
