@@ -156,6 +156,25 @@ class Settings(BaseSettings):
     retention_sweep_minute: str = "*/15"
     retention_batch: int = Field(default=200, ge=1)
 
+    @field_validator("retention_reference_pattern")
+    @classmethod
+    def _reference_pattern(cls, value: str) -> str:
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+    @field_validator("retention_categories")
+    @classmethod
+    def _unique_categories(cls, value: list[RetentionCategory]) -> list[RetentionCategory]:
+        names = [c.name for c in value]
+        if len(set(names)) != len(names):
+            raise ValueError("retention category names must be unique")
+        return value
+
     @field_validator("oidc_issuer")
     @classmethod
     def _idp_url(cls, value: str | None) -> str | None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from evidence_locker.config import Settings
 from evidence_locker.lifecycle.rules import (
     CASE_CLOSED,
     FIXED,
@@ -148,3 +151,13 @@ def test_a_change_that_does_not_shorten_brings_no_deletion_forward(
     after = RecordingFacts(recorded, received, (FlagFacts(new.kind, new.days, None, event,
                                                           event),))
     assert later_or_equal(deadline(policy, after), deadline(policy, before))
+
+
+def test_settings_refuse_bad_retention_configuration(tmp_path) -> None:
+    with pytest.raises(ValidationError, match="regular expression"):
+        Settings(data_dir=tmp_path, retention_reference_pattern="([")
+    twice = [{"name": "a", "kind": "fixed", "days": 1}, {"name": "a", "kind": "review", "days": 2}]
+    with pytest.raises(ValidationError, match="unique"):
+        Settings(data_dir=tmp_path, retention_categories=twice)
+    with pytest.raises(ValidationError):
+        Settings(data_dir=tmp_path, retention_categories=[{"name": "a", "kind": "x", "days": 1}])
