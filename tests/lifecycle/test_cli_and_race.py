@@ -53,7 +53,9 @@ def test_holds_race_the_sweep_in_another_process(client, runtime, force, clock, 
                for rid in reversed(rids)}
     out, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, err
-    assert set(outcome.values()) <= {201, 410}, outcome
+    # 201: the hold won. The sweep won: 409 while its recording is being deleted (decided,
+    # bytes going), 410 once it is gone. Whichever, the checks below hold each side to it.
+    assert set(outcome.values()) <= {201, 409, 410}, outcome
     # A second run (the real clock again) finds nothing left to do.
     again = locker(env, "retention", "run")
     assert again.returncode == 0, again.stderr
