@@ -162,8 +162,9 @@ def chain_status(session: Session, events: Iterable[AuditEvent], *, keys: KeyRin
     for start in range(0, len(linked), chunk):
         part = linked[start:start + chunk]
         wanted = {e.seq - 1 for e in part if e.seq is not None and e.seq > 1}
-        found = dict(session.execute(select(AuditEvent.seq, AuditEvent.hash)
-                                     .where(AuditEvent.seq.in_(wanted))).tuples().all())
+        found: dict[int | None, str | None] = {
+            seq: h for seq, h in session.execute(select(AuditEvent.seq, AuditEvent.hash)
+                                                 .where(AuditEvent.seq.in_(wanted)))}
         for e in part:
             assert e.seq is not None
             if e.seq == 1:
