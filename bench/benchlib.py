@@ -49,14 +49,21 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     return sum(int(fields[i]) for i in used) / os.sysconf("SC_CLK_TCK")
 
 
-def load_services() -> ModuleType:
-    """tests/services.py (PostgreSQL, SeaweedFS, Redis on loopback), loaded by path: tests/ is
-    not a package."""
-    name = "_evidence_locker_tests_services"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "services.py")
+def load_test_module(name: str) -> ModuleType:
+    """A module of tests/ (not a package), loaded by path; tests/ goes on sys.path so that its
+    own imports of sibling modules resolve."""
+    key = f"_evidence_locker_tests_{name}"
+    if key not in sys.modules:
+        if str(ROOT / "tests") not in sys.path:
+            sys.path.append(str(ROOT / "tests"))
+        spec = importlib.util.spec_from_file_location(key, ROOT / "tests" / f"{name}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        sys.modules[key] = module
         spec.loader.exec_module(module)
-    return sys.modules[name]
+    return sys.modules[key]
+
+
+def load_services() -> ModuleType:
+    """tests/services.py: PostgreSQL, SeaweedFS and Redis on loopback."""
+    return load_test_module("services")

@@ -70,7 +70,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from benchlib import cpu_seconds, load_services, parse_size, proc_status
+from benchlib import cpu_seconds, load_services, load_test_module, parse_size, proc_status
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -649,51 +649,18 @@ def make_case(query: str, who: str, rng: random.Random, fleet: Fleet, loaded: Lo
 
 
 def reference_ids(session: Any, case: Case, limit: int = 50) -> list[Any]:
-    """The page as the visibility rule reads written the plain way: roles.may_view_recording and
-    the filters as one WHERE clause (as `reference()` in tests/catalogue/test_search_scope.py,
-    and the shape search() had before the per-unit query), newest first by (sort_at, id), the
-    pages before skipped with OFFSET rather than the cursor. Slow at scale (the visibility OR is
-    a filter, not an index condition); used only to check search()'s answers, untimed."""
-    from sqlalchemy import false, or_, select
+    """The page as the visibility rule reads written the plain way (`reference()` of
+    tests/search_reference.py, which tests/catalogue/test_search_scope.py checks too), newest
+    first by (sort_at, id), the pages before skipped with OFFSET rather than the cursor. Slow at
+    scale (the visibility OR is a filter, not an index condition); used only to check search()'s
+    answers, untimed."""
+    from sqlalchemy import select
 
-    from evidence_locker.accounts.roles import Role, may_view_footage_at_all
-    from evidence_locker.catalogue.models import Recording, RecordingFile
-    from evidence_locker.fleet.models import Officer, Unit
+    from evidence_locker.catalogue.models import Recording
 
-    p, f = case.principal, case.filters
-
-    def subtree(path: str) -> Any:
-        return Recording.unit_id.in_(select(Unit.id).where(Unit.path.startswith(path)))
-
-    stmt = select(Recording.id)
-    if not may_view_footage_at_all(p) or p.role in (Role.WATCHDOG, Role.PROSECUTOR):
-        stmt = stmt.where(false())
-    elif p.role != Role.PROFESSIONAL_STANDARDS:
-        own = Recording.officer_id == p.officer_id if p.officer_id is not None else false()
-        if p.role == Role.OFFICER or not p.unit_path:
-            stmt = stmt.where(own)
-        else:
-            stmt = stmt.where(or_(own, subtree(p.unit_path)))
-    if f.unit is not None:
-        unit = session.scalars(select(Unit).where(Unit.code == f.unit)).one()
-        stmt = stmt.where(subtree(unit.path))
-    if f.officer is not None:
-        stmt = stmt.where(Recording.officer_id.in_(
-            select(Officer.id).where(Officer.collar == f.officer)))
-    if f.device is not None:
-        stmt = stmt.where(Recording.device_serial == f.device)
-    if f.since is not None:
-        stmt = stmt.where(Recording.sort_at >= f.since)
-    if f.until is not None:
-        stmt = stmt.where(Recording.sort_at < f.until)
-    if f.state is not None:
-        stmt = stmt.where(Recording.state == f.state)
-    if f.sha256 is not None:
-        stmt = stmt.where(Recording.id.in_(
-            select(RecordingFile.recording_id).where(RecordingFile.sha256 == f.sha256.lower())))
-    stmt = stmt.order_by(Recording.sort_at.desc(), Recording.id.desc()) \
-        .offset(50 * case.pages_before).limit(limit)
-    return list(session.scalars(stmt))
+    reference = load_test_module("search_reference").reference
+    stmt = reference(select(Recording.id), case.principal, session, case.filters)
+    return list(session.scalars(stmt.offset(50 * case.pages_before).limit(limit)))
 
 
 class Capture:

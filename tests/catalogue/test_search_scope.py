@@ -10,18 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from typing import Any
 
-from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from evidence_locker.accounts.models import User
 from evidence_locker.accounts.roles import (
-    POST_INCIDENT,
     RESTRICTION_KINDS,
     Principal,
     Role,
-    may_view_footage_at_all,
     may_view_recording,
 )
 from evidence_locker.catalogue.models import (
@@ -34,53 +31,13 @@ from evidence_locker.catalogue.models import (
 from evidence_locker.catalogue.queries import Filters, scope_of, search
 from evidence_locker.db import transaction
 from evidence_locker.fleet.models import Officer, Unit
+from search_reference import reference
 
 T0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
 USERS = list(range(1, 9))  # the principals' user ids; random access lists name them
 # (code, parent): a force, two commands, five units, one unit nested a level deeper.
 TREE = (("F", None), ("C1", "F"), ("C2", "F"), ("U1", "C1"), ("U2", "C1"), ("U3", "C1"),
         ("U4", "C2"), ("U4A", "U4"), ("U5", "C2"))
-
-
-def reference(stmt: Select[Any], p: Principal, session: Session, f: Filters) -> Select[Any]:
-    """The rule of roles.may_view_recording and the filters as plain WHERE clauses."""
-    def subtree(path: str) -> Any:
-        return Recording.unit_id.in_(select(Unit.id).where(Unit.path.startswith(path)))
-
-    restricted = Recording.id.in_(select(RecordingRestriction.recording_id))
-    post_incident = Recording.id.in_(select(RecordingRestriction.recording_id).where(
-        RecordingRestriction.kind == POST_INCIDENT))
-    listed = Recording.id.in_(select(RestrictionAccess.recording_id).where(
-        RestrictionAccess.user_id == p.user_id))
-    if not may_view_footage_at_all(p) or p.role == Role.PROSECUTOR:
-        stmt = stmt.where(false())
-    elif p.role == Role.WATCHDOG:
-        stmt = stmt.where(and_(restricted, listed))
-    elif p.role == Role.PROFESSIONAL_STANDARDS:
-        stmt = stmt.where(or_(~post_incident, listed))
-    else:
-        own = Recording.officer_id == p.officer_id if p.officer_id is not None else false()
-        seen = own if p.role == Role.OFFICER or not p.unit_path else \
-            or_(own, subtree(p.unit_path))
-        stmt = stmt.where(or_(and_(seen, ~restricted), and_(restricted, listed)))
-    if f.unit is not None:
-        unit = session.scalars(select(Unit).where(Unit.code == f.unit)).one()
-        stmt = stmt.where(subtree(unit.path))
-    if f.officer is not None:
-        stmt = stmt.where(Recording.officer_id.in_(
-            select(Officer.id).where(Officer.collar == f.officer)))
-    if f.device is not None:
-        stmt = stmt.where(Recording.device_serial == f.device)
-    if f.since is not None:
-        stmt = stmt.where(Recording.sort_at >= f.since)
-    if f.until is not None:
-        stmt = stmt.where(Recording.sort_at < f.until)
-    if f.state is not None:
-        stmt = stmt.where(Recording.state == f.state)
-    if f.sha256 is not None:
-        stmt = stmt.where(Recording.id.in_(
-            select(RecordingFile.recording_id).where(RecordingFile.sha256 == f.sha256)))
-    return stmt.order_by(Recording.sort_at.desc(), Recording.id.desc())
 
 
 def build(session: Session, rng: random.Random) -> tuple[dict[str, int], list[int], list[str]]:
