@@ -16,7 +16,7 @@ from evidence_locker.db import transaction
 from evidence_locker.lifecycle import rules
 from evidence_locker.lifecycle.service import apply_categories
 from evidence_locker.runtime import Runtime
-from support import TEST_ACTOR
+from support import TEST_ACTOR, bearer
 
 REASON = "Complaint CMP-1234 received about this stop"
 CATEGORIES = [
@@ -33,10 +33,6 @@ def configure(runtime: Runtime, categories: list[RetentionCategory] | None = Non
     with transaction(runtime.sessions) as s:
         apply_categories(s, clock=runtime.clock, actor=TEST_ACTOR, settings=runtime.settings,
                          decision=decision)
-
-
-def bearer(token: str, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", **extra}
 
 
 def flag(client: Any, token: str, rid: str, category: str = "use of force",

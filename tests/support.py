@@ -113,3 +113,17 @@ def serving(data_dir: Path, clock: Clock, **overrides: object) -> Iterator[tuple
             yield runtime, client
     finally:
         runtime.close()
+
+
+def bearer(token: str, **extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **extra}
+
+
+def add_user(runtime: Runtime, username: str, role: str, unit: str | None = None) -> str:
+    """A user of `role` (in `unit`) and an API token for them."""
+    with transaction(runtime.sessions) as s:
+        user, _ = create_user(s, clock=runtime.clock, actor=TEST_ACTOR,
+                              passwords=Passwords(1, 1024), username=username, role=role,
+                              unit_code=unit)
+        return create_api_token(s, clock=runtime.clock, actor=TEST_ACTOR, user=user,
+                                scopes={"api"})

@@ -15,13 +15,10 @@ from cat_helpers import grant_for, record_camera
 from evidence_locker.audit.cli import app as audit_cli
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
+from support import bearer
 
 runner = CliRunner()
 REASON = "Operation KESTREL: review by the unit supervisor"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

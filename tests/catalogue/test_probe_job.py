@@ -10,10 +10,7 @@ from PIL import Image
 from cat_helpers import grant_for
 from evidence_locker.dock.client import TusClient, upload_camera_folder
 from evidence_locker.simulate.camera import simulate_camera
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from support import bearer
 
 
 def test_real_clips_are_probed_and_get_a_poster(client, runtime, force, tmp_path: Path) -> None:

@@ -12,10 +12,7 @@ from sqlalchemy import select
 from cat_helpers import grant_for, record_camera, send, sidecar, track
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from support import bearer
 
 
 def test_recording_is_incomplete_until_every_listed_file_arrives(client, runtime, force) -> None:
@@ -295,7 +292,6 @@ def test_a_justification_needs_a_listed_purpose_and_a_reason(client, runtime, fo
     with transaction(runtime.sessions) as s:
         assert s.scalars(select(AuditEvent).where(
             AuditEvent.action == "recording.access_granted")).first() is None
-
 
 
 def test_non_video_clip_is_kept_hashed_and_marked_unreadable(client, runtime, force) -> None:

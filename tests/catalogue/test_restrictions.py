@@ -10,25 +10,11 @@ from typing import Any
 from sqlalchemy import select
 
 from cat_helpers import grant_for, record_camera
-from evidence_locker.accounts.service import Passwords, create_api_token, create_user
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
-from support import TEST_ACTOR
+from support import add_user, bearer
 
 REASON = "Covert operation NIGHTJAR: footage limited to the operation team"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def add_user(runtime: Any, username: str, role: str, unit: str | None = None) -> str:
-    with transaction(runtime.sessions) as s:
-        user, _ = create_user(s, clock=runtime.clock, actor=TEST_ACTOR,
-                              passwords=Passwords(1, 1024), username=username, role=role,
-                              unit_code=unit)
-        return create_api_token(s, clock=runtime.clock, actor=TEST_ACTOR, user=user,
-                                scopes={"api"})
 
 
 def restrict(client: Any, token: str, rid: str, kind: str = "restricted",

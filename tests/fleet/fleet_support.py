@@ -63,10 +63,6 @@ def camera(serial: str, bay: int = 1, **extra: Any) -> dict[str, Any]:
             "files_waiting": 0, "bytes_waiting": 0, **extra}
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def sign_in(client: TestClient, username: str, password: str) -> None:
     """A web session for `username` in the client's cookie jar."""
     import re

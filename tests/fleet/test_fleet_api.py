@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from fleet_support import bearer, beat, camera, dock_recording, sign_in
+from fleet_support import beat, camera, dock_recording, sign_in
 
 from cat_helpers import send
 from evidence_locker.audit.service import Actor
 from evidence_locker.db import transaction
 from evidence_locker.fleet import service
+from support import bearer
 
 ROLLOUT = "/api/v1/fleet/rollout"
 ENDPOINTS = [ROLLOUT, "/api/v1/fleet/devices/CAM-1", "/api/v1/fleet/conflicts"]

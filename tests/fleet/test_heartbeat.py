@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from fleet_support import bearer, beat, camera, sign_in
+from fleet_support import beat, camera, sign_in
 from sqlalchemy import func, select
 
 from evidence_locker.audit.models import AuditEvent
@@ -18,6 +18,7 @@ from evidence_locker.db import transaction
 from evidence_locker.fleet import service
 from evidence_locker.fleet.health import MAX_CAMERAS
 from evidence_locker.fleet.models import CameraObservation, CameraStatus, Device, Dock
+from support import bearer
 
 URL = "/api/v1/docks/heartbeat"
 

@@ -42,7 +42,7 @@ from evidence_locker.fleet import service as fleet
 from evidence_locker.runtime import Runtime
 from evidence_locker.web.auth import SESSION_COOKIE
 from evidence_locker.web.pages import LOGIN_CSRF_COOKIE
-from support import TEST_ACTOR
+from support import TEST_ACTOR, bearer
 
 MiB = 1024 * 1024
 INJECTIONS = [
@@ -65,10 +65,6 @@ TRAVERSALS = ["../../../etc/passwd", "..\\..\\boot.ini", "..", "%2e%2e%2f%2e%2e%
 @pytest.fixture
 def world(client: TestClient, runtime: Runtime, force: Any, clock: Any) -> World:
     return build_world(client, runtime, force, clock)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def session_headers(cookie: str) -> dict[str, str]:

@@ -169,18 +169,8 @@ def sign_in(
         "claimed": None if identity.value is None else identity.value[:200],
     }
     if reason is not None or user is None:
-        audit.record(
-            session,
-            clock=clock,
-            actor=audit.Actor(type="anonymous", ip=ip, user_agent=user_agent),
-            action="session.login_failed",
-            object_type="user",
-            object_id=None if user is None else str(user.id),
-            reason=reason or UNKNOWN_USER,
-            details=details,
-        )
-        session.flush()
-        return OidcSignIn(user=None, reason=reason or UNKNOWN_USER)
+        return _refuse(session, clock=clock, user=user, reason=reason or UNKNOWN_USER,
+                       details=details, ip=ip, user_agent=user_agent)
 
     actor = audit.Actor(type="user", id=str(user.id), name=user.username, ip=ip,
                         user_agent=user_agent)
@@ -192,8 +182,8 @@ def sign_in(
             with session.begin_nested():
                 session.add(link)
         except IntegrityError:  # a concurrent first sign-in bound this user or subject first
-            return _refuse_race(session, clock=clock, user=user, details=details, ip=ip,
-                                user_agent=user_agent)
+            return _refuse(session, clock=clock, user=user, reason=SUBJECT_MISMATCH,
+                           details=details, ip=ip, user_agent=user_agent)
         audit.record(
             session,
             clock=clock,
@@ -218,20 +208,21 @@ def sign_in(
     return OidcSignIn(user=user, reason=None, bound_now=bound_now)
 
 
-def _refuse_race(session: Session, *, clock: Clock, user: User, details: dict[str, Any],
-                 ip: str | None, user_agent: str | None) -> OidcSignIn:
+def _refuse(session: Session, *, clock: Clock, user: User | None, reason: str,
+            details: dict[str, Any], ip: str | None, user_agent: str | None) -> OidcSignIn:
+    """A refused sign-in, audited as coming from nobody (the IdP's word is not yet accepted)."""
     audit.record(
         session,
         clock=clock,
         actor=audit.Actor(type="anonymous", ip=ip, user_agent=user_agent),
         action="session.login_failed",
         object_type="user",
-        object_id=str(user.id),
-        reason=SUBJECT_MISMATCH,
+        object_id=None if user is None else str(user.id),
+        reason=reason,
         details=details,
     )
     session.flush()
-    return OidcSignIn(user=None, reason=SUBJECT_MISMATCH)
+    return OidcSignIn(user=None, reason=reason)
 
 
 def unbind_identities(session: Session, *, clock: Clock, actor: audit.Actor, user: User) -> int:
