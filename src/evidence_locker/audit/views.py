@@ -180,7 +180,13 @@ def _user_trail(request: Request, principal: Principal, username: str, *, fmt: s
                       limit=limit, cursor=cursor, since=since, until=until, via=via)
 
 
-@router.get("/recordings/{recording_id}", response_model=None)
+#: A trail comes as JSON, CSV or PDF (`format=`).
+TRAIL_FORMATS: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The trail, in the format asked for.",
+    "content": {"application/json": {}, "text/csv": {}, "application/pdf": {}}}}
+
+
+@router.get("/recordings/{recording_id}", response_model=None, responses=TRAIL_FORMATS)
 def recording_trail(
     recording_id: str, request: Request, principal: RecordingReader,
     format: str = Query("json", pattern="^(json|csv|pdf)$"),
@@ -195,7 +201,7 @@ def recording_trail(
                             cursor=cursor, since=_aware(since, "from"), until=_aware(until, "to"))
 
 
-@router.get("/users/{username}", response_model=None)
+@router.get("/users/{username}", response_model=None, responses=TRAIL_FORMATS)
 def user_trail(
     username: str, request: Request, principal: AllReader,
     format: str = Query("json", pattern="^(json|csv|pdf)$"),

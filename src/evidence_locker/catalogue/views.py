@@ -155,7 +155,12 @@ def _find_clip(request: Request, principal: Principal, recording_id: str, clip: 
         return ClipRef(f.sha256, f.size, f.filename, f.poster_sha256)
 
 
-@router.get("/{recording_id}/media", response_class=StreamingResponse)
+@router.get("/{recording_id}/media", response_class=StreamingResponse, responses={
+    200: {"description": "The whole clip.", "content": {
+        "video/mp4": {}, "application/octet-stream": {}}},
+    206: {"description": "The requested byte range.", "content": {
+        "video/mp4": {}, "application/octet-stream": {}}},
+    416: {"description": "The range lies outside the clip."}})
 async def media(
     recording_id: str,
     request: Request,
@@ -198,7 +203,8 @@ async def media(
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media_type)
 
 
-@router.get("/{recording_id}/poster", response_class=Response)
+@router.get("/{recording_id}/poster", response_class=Response, responses={
+    200: {"description": "The poster frame.", "content": {"image/jpeg": {}}}})
 def poster(recording_id: str, request: Request, principal: Viewer,
            clip: int = Query(1, ge=1, le=10_000),
            grant: str | None = Query(None, max_length=200)) -> Response:

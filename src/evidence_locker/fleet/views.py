@@ -21,6 +21,7 @@ from evidence_locker.db import transaction
 from evidence_locker.fleet import health, queries
 from evidence_locker.fleet.rules import fleet_scope
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
+from evidence_locker.web.openapi import body_of
 from evidence_locker.web.pages import _render, _signed_in
 from evidence_locker.web.problems import ApiError
 
@@ -49,7 +50,9 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.post("/docks/heartbeat", responses={401: {}, 403: {}, 413: {}, 422: {}})
+@router.post("/docks/heartbeat", openapi_extra=body_of(health.Heartbeat),
+             responses={413: {"description": "The body is over its size limit."},
+                        415: {"description": "The body is not application/json."}})
 async def heartbeat(request: Request) -> dict[str, str]:
     """A dock's heartbeat and the health of the cameras in its bays (see fleet/health.py for the
     body). Answers the dock's name and the server's time of receipt."""

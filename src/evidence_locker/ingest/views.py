@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter
@@ -35,6 +36,42 @@ router = APIRouter(prefix="/api/v1/uploads", tags=["ingest (tus 1.0)"])
 FLUSH_BYTES = 1024 * 1024
 
 
+def _header(name: str, description: str, *, pattern: str | None = None,
+            required: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "header", "required": required, "description": description,
+            "schema": schema}
+
+
+#: What the tus routes read from headers and raw bodies, for the OpenAPI description (FastAPI
+#: sees none of it: the routes read the request themselves to stream it).
+_VERSION = _header("Tus-Resumable", "The tus version; must be 1.0.0.", pattern=r"^1\.0\.0$",
+                   required=True)
+_LENGTH = r"^[0-9]{1,19}$"
+_CHECKSUM = _header("Upload-Checksum", "sha1 or sha256 of this request's bytes, base64.",
+                    pattern=r"^(sha1|sha256) [A-Za-z0-9+/=]+$")
+_BYTES = {"content": {OFFSET_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}}}
+CREATE_DOC: dict[str, Any] = {
+    "parameters": [
+        _VERSION,
+        _header("Upload-Length", "The whole file's size in bytes.", pattern=_LENGTH,
+                required=True),
+        _header("Upload-Metadata", "Comma-separated `key base64(value)` pairs: device, "
+                "recording, kind, index, filename, sha256 (the whole file's digest)."),
+        _CHECKSUM,
+    ],
+    "requestBody": {"required": False, **_BYTES},
+}
+HEAD_DOC: dict[str, Any] = {"parameters": [_VERSION]}
+PATCH_DOC: dict[str, Any] = {
+    "parameters": [_VERSION, _header("Upload-Offset", "Where these bytes start.",
+                                     pattern=_LENGTH, required=True), _CHECKSUM],
+    "requestBody": {"required": True, **_BYTES},
+}
+
+
 def tus_headers(**extra: str) -> dict[str, str]:
     return {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store", **extra}
 
@@ -56,7 +93,7 @@ def _upload_headers(upload: Upload) -> dict[str, str]:
                           "Upload-Expires": http_date(upload.expires_at)})
 
 
-@router.options("/", include_in_schema=True)
+@router.options("/", include_in_schema=True, status_code=204)
 @router.options("/{upload_id}", include_in_schema=False)
 async def discover(request: Request) -> Response:
     """tus discovery: version, extensions, limits. Open to all, like any CORS preflight."""
@@ -70,7 +107,7 @@ async def discover(request: Request) -> Response:
     })
 
 
-@router.post("/", status_code=201)
+@router.post("/", status_code=201, openapi_extra=CREATE_DOC)
 async def create(request: Request) -> Response:
     """Creation (and creation-with-upload): `Upload-Length` and `Upload-Metadata` with the keys
     device, recording, kind, index, filename, sha256."""
@@ -97,7 +134,7 @@ async def create(request: Request) -> Response:
     return Response(status_code=201, headers=headers)
 
 
-@router.head("/{upload_id}", name="upload")
+@router.head("/{upload_id}", name="upload", openapi_extra=HEAD_DOC)
 async def head(upload_id: str, request: Request) -> Response:
     """Where to resume. `Upload-Offset == Upload-Length` means durable, verified and stored."""
     _check_version(request)
@@ -115,7 +152,7 @@ async def head(upload_id: str, request: Request) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-@router.patch("/{upload_id}", status_code=204)
+@router.patch("/{upload_id}", status_code=204, openapi_extra=PATCH_DOC)
 async def patch(upload_id: str, request: Request) -> Response:
     """Append bytes at `Upload-Offset`; optional `Upload-Checksum` (sha1 or sha256) per PATCH.
     The 204 for the last byte means durable and verified."""
@@ -127,7 +164,7 @@ async def patch(upload_id: str, request: Request) -> Response:
     return await _receive(request, principal=principal, upload_id=upload_id, offset=offset)
 
 
-@router.delete("/{upload_id}", status_code=204)
+@router.delete("/{upload_id}", status_code=204, openapi_extra=HEAD_DOC)
 async def terminate(upload_id: str, request: Request) -> Response:
     """Termination: abandon an unfinished upload and free its bytes."""
     _check_version(request)

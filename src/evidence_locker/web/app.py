@@ -31,6 +31,7 @@ from evidence_locker.ingest.views import router as uploads_router
 from evidence_locker.lifecycle.views import router as lifecycle_router
 from evidence_locker.runtime import Runtime
 from evidence_locker.storage.base import StorageError
+from evidence_locker.web import openapi
 from evidence_locker.web.auth import require_principal
 from evidence_locker.web.pages import router as pages_router
 from evidence_locker.web.problems import ApiError, problem
@@ -92,6 +93,7 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.add_middleware(HeaderLimit)
+    openapi.install(app)
 
     @app.exception_handler(TusError)
     async def tus_error(request: Request, exc: TusError) -> Response:
