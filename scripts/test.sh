@@ -15,7 +15,7 @@ state=$(mktemp)
 trap '"$BIN/python" tests/services.py down "$state" || true; rm -f "$state"' EXIT
 eval "$("$BIN/python" tests/services.py up "$state")"
 LOCKER_TEST_PROFILE=scale-out "$BIN/pytest" -n 2 --dist loadgroup -q -m "not browser" \
-  tests/ingest tests/catalogue tests/dock tests/web/test_pages.py tests/web/test_authz_matrix.py \
+  tests/ingest tests/catalogue tests/dock tests/web/test_pages.py tests/web/test_evidence_page.py tests/web/test_authz_matrix.py \
   tests/web/test_security.py tests/accounts tests/fleet \
   tests/storage tests/outages tests/audit tests/jobs tests/backup tests/web/test_health.py tests/test_db.py tests/test_migrations.py \
   tests/lifecycle

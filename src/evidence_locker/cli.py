@@ -240,7 +240,7 @@ def demo(
     engine = make_engine(settings.resolved_database_url)
     with transaction(make_session_factory(engine)) as session:
         accounts, token = seed(session, clock=SystemClock(),
-                               passwords=Passwords.from_settings(settings))
+                               passwords=Passwords.from_settings(settings), settings=settings)
     engine.dispose()
     start = demo_start(SystemClock().now())
     folders = []

@@ -12,7 +12,9 @@ from evidence_locker.accounts import service as accounts
 from evidence_locker.accounts.models import ApiToken
 from evidence_locker.audit.service import Actor
 from evidence_locker.clock import Clock
+from evidence_locker.config import RetentionCategory, Settings
 from evidence_locker.fleet import service as fleet
+from evidence_locker.lifecycle.service import apply_categories
 
 ACTOR = Actor(type="system", name="demo")
 
@@ -32,9 +34,23 @@ USERS = [  # username, role, unit, officer, what they show
     ("evidence", "evidence-officer", "DEMO", None, "reviews all the demo force's footage"),
     ("sergeant", "supervisor", "NW-RT", None, "sees the North West response team's footage"),
     ("morgan", "officer", None, "4521", "sees PC Morgan's own footage"),
+    ("standards", "professional-standards", None, None,
+     "sees all footage; places holds and restrictions"),
     ("admin", "system-administrator", None, None, "runs the system and cannot see footage"),
     ("fleet", "fleet-administrator", None, None,
      "runs cameras, docks and assignments at /fleet; no footage"),
+]
+
+#: The issue's example categories, for a demo force that configured none of its own.
+CATEGORIES = [
+    RetentionCategory(name="non-evidential", kind="fixed", days=31),
+    RetentionCategory(name="crime - evidential", kind="review", days=6 * 365),
+    RetentionCategory(name="use of force", kind="fixed", days=6 * 365),
+    RetentionCategory(name="firearms discharge", kind="review", days=30 * 365),
+    RetentionCategory(name="complaint", kind="case-closed", days=365),
+    RetentionCategory(name="stop and search", kind="fixed", days=365),
+    RetentionCategory(name="public order", kind="fixed", days=2 * 365),
+    RetentionCategory(name="training", kind="fixed", days=90),
 ]
 
 
@@ -47,9 +63,14 @@ class DemoAccount:
 
 
 def seed(session: Session, *, clock: Clock, passwords: accounts.Passwords,
-         ) -> tuple[list[DemoAccount], str]:
+         settings: Settings | None = None) -> tuple[list[DemoAccount], str]:
     """Idempotent: creates what is missing; demo users get fresh passwords each run, and the
-    demo dock a fresh upload token (the old ones are revoked)."""
+    demo dock a fresh upload token (the old ones are revoked). With `settings`, the force's
+    categories (the demo's own if it configured none) are applied, so footage can be flagged."""
+    if settings is not None:
+        if not settings.retention_categories:
+            settings.retention_categories = list(CATEGORIES)
+        apply_categories(session, clock=clock, actor=ACTOR, settings=settings)
     for code, name, kind, parent in UNITS:
         if fleet.unit_by_code(session, code) is None:
             fleet.create_unit(session, code=code, name=name, kind=kind, parent_code=parent,

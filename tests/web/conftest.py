@@ -101,7 +101,8 @@ def _seed(settings: Settings) -> tuple[dict[str, str], str, str]:
     try:
         with transaction(make_session_factory(engine)) as session:
             accounts, dock_token = seed(session, clock=clock,
-                                        passwords=Passwords.from_settings(settings))
+                                        passwords=Passwords.from_settings(settings),
+                                        settings=settings)
             evidence = user_by_username(session, "evidence")
             assert evidence is not None
             api_token = create_api_token(session, clock=clock,

@@ -38,6 +38,7 @@ from evidence_locker.runtime import Runtime
 from evidence_locker.web.access_table import ANONYMOUS, DOCK, METRICS_TOKEN, STALE
 from evidence_locker.web.auth import SESSION_COOKIE
 from evidence_locker.web.pages import LOGIN_CSRF_COOKIE
+from life_helpers import configure
 from support import TEST_ACTOR, Force, MovingClock
 
 Key = tuple[str, str]  # (method, path template)
@@ -171,6 +172,7 @@ def build_world(client: TestClient, runtime: Runtime, force: Force,
         expired_dock = create_api_token(s, clock=clock, actor=TEST_ACTOR, dock=dock,
                                         scopes={"upload"}, expires_in=dt.timedelta(minutes=1))
     clock.advance(dt.timedelta(minutes=2))
+    configure(runtime)  # evidence categories, so flagging can succeed for those admitted
 
     r1 = record_camera(client, force.dock_token, device="CAM-1", recording="R1", clip=b"1" * 64)
     r2 = record_camera(client, force.dock_token, device="CAM-1", recording="R2", clip=b"2" * 64)

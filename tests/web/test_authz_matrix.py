@@ -117,6 +117,22 @@ CALLS: dict[Key, Recipe] = {
     ("POST", "/logout"): _logout,
     ("POST", "/recordings/{recording_id}/access"): lambda w, c: Call(
         data={"purpose": "investigation", "reason": REASON, "clip": "1"}),
+    ("POST", "/recordings/{recording_id}/evidence/flags"): lambda w, c: Call(
+        data={"category": "use of force", "reference": "CRIME/2026/2", "note": "page"}),
+    ("POST", "/recordings/{recording_id}/evidence/flags/{flag_id}/withdraw"): lambda w, c: Call(
+        data={"reason": REASON}),
+    ("POST", "/recordings/{recording_id}/evidence/holds"): lambda w, c: Call(
+        data={"kind": "legal", "reason": REASON}),
+    ("POST", "/recordings/{recording_id}/evidence/holds/{hold_id}/release"): lambda w, c: Call(
+        data={"reason": REASON}),
+    ("POST", "/recordings/{recording_id}/evidence/restriction"): lambda w, c: Call(
+        data={"kind": "restricted", "reason": REASON}),
+    ("POST", "/recordings/{recording_id}/evidence/restriction/release"): lambda w, c: Call(
+        data={"reason": REASON}),
+    ("POST", "/recordings/{recording_id}/evidence/restriction/access"): lambda w, c: Call(
+        data={"username": "sergeant1", "reason": REASON}),
+    ("POST", "/recordings/{recording_id}/evidence/restriction/access/{username}/remove"):
+        lambda w, c: Call(data={"reason": REASON}),
 }
 
 #: Path parameters by name. The restriction routes change R2, so R1 stays as every caller
@@ -272,6 +288,7 @@ def test_admitted_callers_get_somewhere(client, runtime, force, clock) -> None:
         ("DELETE", "/api/v1/recordings/{recording_id}/restriction", "standards"): 204,
         ("GET", "/api/v1/recordings/{recording_id}/retention", "officer1"): 200,
         ("POST", "/api/v1/recordings/{recording_id}/holds", "standards"): 201,
+        ("POST", "/api/v1/recordings/{recording_id}/flags", "officer1"): 201,
         ("POST", "/api/v1/uploads/", "dock-1"): 201,
         ("HEAD", "/api/v1/uploads/{upload_id}", "dock-1"): 200,
         ("PATCH", "/api/v1/uploads/{upload_id}", "dock-1"): 204,
@@ -293,6 +310,14 @@ def test_admitted_callers_get_somewhere(client, runtime, force, clock) -> None:
         ("POST", "/login", "anonymous"): 303,
         ("POST", "/logout", "officer1"): 303,
         ("GET", "/static/{path:path}", "anonymous"): 200,
+        ("GET", "/recordings/{recording_id}/evidence", "officer1"): 200,
+        ("POST", "/recordings/{recording_id}/evidence/flags", "officer1"): 303,
+        ("POST", "/recordings/{recording_id}/evidence/holds", "standards"): 303,
+        ("POST", "/recordings/{recording_id}/evidence/restriction", "standards"): 303,
+        ("POST", "/recordings/{recording_id}/evidence/restriction/access", "standards"): 303,
+        ("POST", "/recordings/{recording_id}/evidence/restriction/access/{username}/remove",
+         "standards"): 303,
+        ("POST", "/recordings/{recording_id}/evidence/restriction/release", "standards"): 303,
     }
     got = {}
     for (method, path, name), status in expect.items():

@@ -222,3 +222,51 @@ def test_administrator_sees_no_footage(page: Page, site: Site) -> None:
     poster = page.request.get(f"/api/v1/recordings/{site.recording_id}/poster")
     assert poster.status == 403
     assert not audit_rows(site, "media.stream", "admin")
+
+
+def test_officer_flags_own_footage_and_standards_hold_it(page: Page, site: Site) -> None:
+    """The evidence page in a real browser: the officer flags their own recording (no
+    justification asked), professional standards place a hold; each change is one audit event
+    and the page shows the new deadline."""
+    sign_in(page, "morgan", site.passwords["morgan"])
+    page.goto(f"/recordings/{site.recording_id}")
+    page.locator("a#evidence-link").click()
+    expect(page).to_have_url(f"{site.url}/recordings/{site.recording_id}/evidence")
+    expect(page.locator("#no-flags")).to_be_visible()
+    expect(page.locator("form#hold")).to_have_count(0)  # an officer places no holds
+    expect(page.locator("form#restrict")).to_have_count(0)
+    before = page.locator("#delete-after").inner_text()
+
+    form = page.locator("form#flag")
+    form.get_by_label("Category").select_option("use of force")
+    form.get_by_label("Crime or case reference").fill("bad reference!")
+    form.get_by_role("button", name="Flag as evidence").click()
+    expect(page.locator("#error")).to_contain_text("does not match the force's pattern")
+    expect(page.locator("table#flags")).to_have_count(0)  # refused: nothing changed
+
+    form = page.locator("form#flag")
+    form.get_by_label("Category").select_option("use of force")
+    form.get_by_label("Crime or case reference").fill("CRIME/2026/0042")
+    form.get_by_label("Note").fill("<b>arrest</b> at the scene")
+    form.get_by_role("button", name="Flag as evidence").click()
+    expect(page).to_have_url(f"{site.url}/recordings/{site.recording_id}/evidence")
+    row = page.locator("table#flags tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("CRIME/2026/0042")
+    expect(row).to_contain_text("<b>arrest</b> at the scene")  # shown as text, not markup
+    after = page.locator("#delete-after").inner_text()
+    assert after != before  # six years, not 31 days
+    flagged = audit_rows(site, "evidence.flagged", "morgan")
+    assert len(flagged) == 1 and json.loads(flagged[0]["details"])["reference"] == \
+        "CRIME/2026/0042"
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, "standards", site.passwords["standards"])
+    page.goto(f"/recordings/{site.recording_id}/evidence")
+    hold = page.locator("form#hold")
+    hold.get_by_label("Kind").select_option("complaint")
+    hold.get_by_label("Reason").fill("Complaint CMP-77 received about this arrest")
+    hold.get_by_role("button", name="Place hold").click()
+    expect(page.locator("table#holds tbody tr")).to_contain_text("complaint")
+    expect(page.locator("#delete-after")).to_have_text("never while held")
+    assert len(audit_rows(site, "hold.placed", "standards")) == 1

@@ -56,7 +56,7 @@ from evidence_locker.config import Settings, check_idp_url
 from evidence_locker.db import transaction
 from evidence_locker.fleet.models import Officer
 from evidence_locker.web.auth import SESSION_COOKIE, client_ip, runtime_of
-from evidence_locker.web.pages import _render
+from evidence_locker.web.pages import render
 from evidence_locker.web.problems import ApiError
 
 log = logging.getLogger(__name__)
@@ -394,7 +394,7 @@ def _refused(request: Request, reason: str, value: str | None = None) -> Respons
     settings = runtime_of(request).settings
     message = MESSAGES.get(reason, MESSAGES[UNKNOWN_USER]).format(
         idp=settings.oidc_display_name, value=value or "?", claim=settings.oidc_claim)
-    response = _render(request, "oidc_refused.html", {"message": message, "reason": reason},
+    response = render(request, "oidc_refused.html", {"message": message, "reason": reason},
                        status=STATUS.get(reason, 403))
     response.delete_cookie(STATE_COOKIE, path=LOGIN_PATH)
     return response

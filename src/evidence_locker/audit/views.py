@@ -246,21 +246,21 @@ pages = APIRouter(include_in_schema=False)
 
 
 def _page(request: Request, check: Any, load: Any, title: str, export: str) -> Response:
-    from evidence_locker.web.pages import _render, _signed_in
+    from evidence_locker.web.pages import render, signed_in
 
-    principal = _signed_in(request)
+    principal = signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
     if not check(principal):
-        return _render(request, "audit_forbidden.html", {}, status=403)
+        return render(request, "audit_forbidden.html", {}, status=403)
     cursor = request.query_params.get("cursor")
     try:
         body = load(principal, cursor)
     except ApiError as exc:
         if exc.status == 404:
-            return _render(request, "not_found.html", {}, status=404)
+            return render(request, "not_found.html", {}, status=404)
         raise
-    return _render(request, "audit_trail.html",
+    return render(request, "audit_trail.html",
                    {"t": body, "title": title, "export": export, "cursor": cursor})
 
 

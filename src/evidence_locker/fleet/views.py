@@ -22,7 +22,7 @@ from evidence_locker.fleet import health, queries
 from evidence_locker.fleet.rules import fleet_scope
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
 from evidence_locker.web.openapi import body_of
-from evidence_locker.web.pages import _render, _signed_in
+from evidence_locker.web.pages import render, signed_in
 from evidence_locker.web.problems import ApiError
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
@@ -148,12 +148,12 @@ def conflicts(request: Request, reader: Reader, limit: int = Query(100, ge=1, le
 
 
 def _page_reader(request: Request) -> tuple[Principal, str] | Response:
-    principal = _signed_in(request)
+    principal = signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
     scope = fleet_scope(principal)
     if scope is None:
-        return _render(request, "fleet_forbidden.html", {}, status=403)
+        return render(request, "fleet_forbidden.html", {}, status=403)
     return principal, scope
 
 
@@ -169,7 +169,7 @@ def fleet_page(request: Request, unit: str | None = None, not_docked_days: int =
     runtime = runtime_of(request)
     with transaction(runtime.sessions) as session:
         items, _ = queries.conflicts(session, scope=got[1], limit=50)
-    return _render(request, "fleet.html", {"r": body, "conflicts": items, "unit": unit or ""})
+    return render(request, "fleet.html", {"r": body, "conflicts": items, "unit": unit or ""})
 
 
 @pages.get("/fleet/devices/{serial}")
@@ -180,5 +180,5 @@ def fleet_device_page(serial: str, request: Request) -> Response:
     try:
         body = _device(request, got[1], serial)
     except ApiError:
-        return _render(request, "not_found.html", {}, status=404)
-    return _render(request, "fleet_device.html", {"d": body})
+        return render(request, "not_found.html", {}, status=404)
+    return render(request, "fleet_device.html", {"d": body})

@@ -139,6 +139,12 @@ def current_category(session: Session, name: str) -> CategoryVersion | None:
         CategoryVersion.name == name, CategoryVersion.current.is_(True))).one_or_none()
 
 
+def current_categories(session: Session) -> list[CategoryVersion]:
+    """The categories one may flag with now: the applied ones (not merely configured)."""
+    return list(session.scalars(select(CategoryVersion).where(
+        CategoryVersion.current.is_(True)).order_by(CategoryVersion.name)))
+
+
 @dataclass(frozen=True)
 class CategoryChange:
     name: str

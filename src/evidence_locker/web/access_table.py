@@ -134,6 +134,18 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("GET", "/"): USERS,
     ("GET", "/recordings/{recording_id}"): FOOTAGE,
     ("POST", "/recordings/{recording_id}/access"): FOOTAGE,
+    # A recording's "Evidence and retention" page (lifecycle/pages.py): the same people as the
+    # API's flags, holds and restriction routes, form by form.
+    ("GET", "/recordings/{recording_id}/evidence"): FOOTAGE,
+    ("POST", "/recordings/{recording_id}/evidence/flags"): FLAGGERS,
+    ("POST", "/recordings/{recording_id}/evidence/flags/{flag_id}/withdraw"): FLAGGERS,
+    ("POST", "/recordings/{recording_id}/evidence/holds"): HOLD_MANAGERS,
+    ("POST", "/recordings/{recording_id}/evidence/holds/{hold_id}/release"): HOLD_MANAGERS,
+    ("POST", "/recordings/{recording_id}/evidence/restriction"): RESTRICTION_MANAGERS,
+    ("POST", "/recordings/{recording_id}/evidence/restriction/release"): RESTRICTION_MANAGERS,
+    ("POST", "/recordings/{recording_id}/evidence/restriction/access"): RESTRICTION_MANAGERS,
+    ("POST", "/recordings/{recording_id}/evidence/restriction/access/{username}/remove"):
+        RESTRICTION_MANAGERS,
     ("GET", "/fleet"): FLEET_READERS,
     ("GET", "/fleet/devices/{serial}"): FLEET_READERS,
     ("GET", "/audit/recordings/{recording_id}"): RECORDING_TRAIL_READERS,

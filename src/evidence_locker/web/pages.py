@@ -50,7 +50,7 @@ def _local(value: str | dt.datetime | None, zone: str) -> str:
 templates.env.filters["local"] = _local
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
     runtime = runtime_of(request)
     base = {"force_name": runtime.settings.force_name, "zone": runtime.settings.timezone,
             "principal": getattr(request.state, "principal", None),
@@ -58,7 +58,7 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
 
-def _signed_in(request: Request) -> Principal | None:
+def signed_in(request: Request) -> Principal | None:
     """The person signed in (a session, or an API token with the api scope), or None: a dock's
     or Prometheus's token is nobody here."""
     try:
@@ -67,7 +67,7 @@ def _signed_in(request: Request) -> Principal | None:
         return None
 
 
-def _check_csrf(expected: str, given: str) -> None:
+def check_csrf(expected: str, given: str) -> None:
     if not expected or not hmac.compare_digest(expected, given):
         raise ApiError(403, "Forbidden", "the form's CSRF token is missing or wrong")
 
@@ -81,7 +81,7 @@ def _oidc_button(request: Request) -> dict[str, Any]:
 @router.get("/login")
 def login_form(request: Request) -> Response:
     token = secrets.token_urlsafe(32)
-    response = _render(request, "login.html",
+    response = render(request, "login.html",
                        {"login_csrf": token, "error": None, **_oidc_button(request)})
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                         secure=runtime_of(request).settings.secure_cookies, path="/login")
@@ -92,7 +92,7 @@ def login_form(request: Request) -> Response:
 def login(request: Request, username: str = Form(max_length=200),
           password: str = Form(max_length=1024), csrf: str = Form(max_length=200)) -> Response:
     runtime = runtime_of(request)
-    _check_csrf(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf)
+    check_csrf(request.cookies.get(LOGIN_CSRF_COOKIE, ""), csrf)
     passwords = Passwords.from_settings(runtime.settings)
     with transaction(runtime.sessions) as session:
         user = authenticate(session, clock=runtime.clock, passwords=passwords,
@@ -107,7 +107,7 @@ def login(request: Request, username: str = Form(max_length=200),
                                        user_agent=request.headers.get("user-agent"))
     if secret is None:
         token = secrets.token_urlsafe(32)
-        response = _render(request, "login.html",
+        response = render(request, "login.html",
                            {"login_csrf": token, "error": "Sign-in failed.",
                             **_oidc_button(request)}, status=401)
         response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
@@ -124,8 +124,8 @@ def login(request: Request, username: str = Form(max_length=200),
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("", max_length=200)) -> Response:
     runtime = runtime_of(request)
-    if _signed_in(request) is not None:
-        _check_csrf(getattr(request.state, "csrf_token", ""), csrf)
+    if signed_in(request) is not None:
+        check_csrf(getattr(request.state, "csrf_token", ""), csrf)
         with transaction(runtime.sessions) as session:
             end_session(session, clock=runtime.clock,
                         secret=request.cookies.get(SESSION_COOKIE, ""),
@@ -138,11 +138,11 @@ def logout(request: Request, csrf: str = Form("", max_length=200)) -> Response:
 @router.get("/")
 def recordings_page(request: Request, officer: str | None = None, device: str | None = None,
                     state: str | None = None, cursor: str | None = None) -> Response:
-    principal = _signed_in(request)
+    principal = signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
     if not may_view_footage_at_all(principal):
-        return _render(request, "no_footage.html", {}, status=200)
+        return render(request, "no_footage.html", {}, status=200)
     runtime = runtime_of(request)
     filters = queries.Filters(officer=officer or None, device=device or None,
                               state=state or None)
@@ -154,7 +154,7 @@ def recordings_page(request: Request, officer: str | None = None, device: str | 
                 cursor=cursor or None, via="web")
         except queries.QueryError as exc:
             raise ApiError(400, "Bad request", str(exc)) from exc
-    return _render(request, "recordings.html", {
+    return render(request, "recordings.html", {
         "items": items, "next_cursor": next_cursor,
         "filters": {"officer": officer or "", "device": device or "", "state": state or ""},
     })
@@ -165,18 +165,18 @@ def recording_page(recording_id: str, request: Request, clip: int = 1,
                    grant: str | None = None) -> Response:
     """The recording's facts; its player only with a grant. Someone else's footage asks for a
     purpose and reason first; one's own gets a grant without asking (still one audit event)."""
-    principal = _signed_in(request)
+    principal = signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
     if not may_view_footage_at_all(principal):
-        return _render(request, "no_footage.html", {}, status=403)
+        return render(request, "no_footage.html", {}, status=403)
     runtime = runtime_of(request)
     with transaction(runtime.sessions) as session:
         body = queries.view_recorded(session, clock=runtime.clock, principal=principal,
                                      actor=actor_from(request, principal),
                                      recording_id=recording_id, via="web")
         if body is None:
-            return _render(request, "not_found.html", {}, status=404)
+            return render(request, "not_found.html", {}, status=404)
         rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
         assert rec is not None
         own = not needs_justification(principal, queries.scope_of(session, rec))
@@ -196,7 +196,7 @@ def _recording(request: Request, body: dict[str, Any], clip: int, grant: str | N
                error: str | None = None, form: dict[str, str] | None = None,
                status: int = 200) -> Response:
     clips = [f for f in body["files"] if f["kind"] == "clip"]
-    return _render(request, "recording.html", {
+    return render(request, "recording.html", {
         "r": body, "clips": clips, "clip": clip, "grant": grant, "error": error,
         "form": form or {"purpose": "", "reason": ""},
         "purposes": runtime_of(request).settings.access_purposes}, status=status)
@@ -209,17 +209,17 @@ def recording_access(recording_id: str, request: Request,
                      clip: int = Form(1, ge=1, le=10_000),
                      csrf: str = Form("", max_length=200)) -> Response:
     """The justification form: one audit event, then the player with its grant."""
-    principal = _signed_in(request)
+    principal = signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
-    _check_csrf(getattr(request.state, "csrf_token", ""), csrf)
+    check_csrf(getattr(request.state, "csrf_token", ""), csrf)
     if not may_view_footage_at_all(principal):
-        return _render(request, "no_footage.html", {}, status=403)
+        return render(request, "no_footage.html", {}, status=403)
     runtime = runtime_of(request)
     with transaction(runtime.sessions) as session:
         rec = queries.get_visible(session, principal=principal, recording_id=recording_id)
         if rec is None:
-            return _render(request, "not_found.html", {}, status=404)
+            return render(request, "not_found.html", {}, status=404)
         own = not needs_justification(principal, queries.scope_of(session, rec))
         try:
             grant = access.issue_grant(

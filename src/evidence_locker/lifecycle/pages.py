@@ -1,0 +1,208 @@
+"""The "Evidence and retention" page of a recording: its deadline, flags, holds and restriction,
+with the forms the caller's role may use.
+
+Each form posts to its own route (so the authorisation table names exactly who may do what) and
+calls the same service function as the JSON API, in one transaction with its audit event. A
+refused change shows the page again with the reason (422); a done one goes back to the page
+(303), so a reload does not post twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Path, Request
+from sqlalchemy.orm import Session
+from starlette.responses import RedirectResponse, Response
+
+from evidence_locker.accounts.roles import (
+    RESTRICTION_KINDS,
+    Principal,
+    may_manage_restrictions,
+    may_view_footage_at_all,
+)
+from evidence_locker.catalogue import queries, restrictions
+from evidence_locker.catalogue.models import Recording
+from evidence_locker.db import transaction
+from evidence_locker.lifecycle import rules, service
+from evidence_locker.web.auth import actor_from, runtime_of
+from evidence_locker.web.pages import check_csrf, render, signed_in
+
+router = APIRouter(include_in_schema=False)
+
+#: Every field has a default, so that a caller who may not post is refused (401/403) before
+#: their input is judged (422).
+Reason = Annotated[str, Form(max_length=4000)]
+Csrf = Annotated[str, Form(max_length=200)]
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+#: Refusals a form shows back to the person (the API answers 422 or 409 for the same).
+REFUSALS = (service.LifecycleRefused, service.LifecycleConflict, LookupError,
+            restrictions.RestrictionRefused, restrictions.RestrictionConflict)
+
+
+def _page(request: Request, session: Session, principal: Principal, rec: Recording, *,
+          error: str | None = None, status: int = 200) -> Response:
+    runtime = runtime_of(request)
+    scope = queries.scope_of(session, rec)
+    manages = may_manage_restrictions(principal)
+    return render(request, "evidence.html", {
+        "r": queries.describe(session, rec),
+        "retention": service.describe_retention(session, settings=runtime.settings, rec=rec),
+        "restriction": restrictions.describe(session, rec.id) if manages else None,
+        "may_flag": rules.may_flag(principal, scope),
+        "may_hold": rules.may_manage_holds(principal),
+        "may_restrict": manages,
+        "categories": [c.name for c in service.current_categories(session)],
+        "hold_kinds": rules.HOLD_KINDS,
+        "restriction_kinds": RESTRICTION_KINDS,
+        "error": error,
+    }, status=status)
+
+
+def _visible(session: Session, principal: Principal, recording_id: str) -> Recording | None:
+    return queries.get_visible(session, principal=principal, recording_id=recording_id)
+
+
+@router.get("/recordings/{recording_id}/evidence")
+def evidence_page(recording_id: str, request: Request) -> Response:
+    """What keeps this recording, until when, and what the caller may change about that."""
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not may_view_footage_at_all(principal):
+        return render(request, "no_footage.html", {}, status=403)
+    with transaction(runtime_of(request).sessions) as session:
+        rec = _visible(session, principal, recording_id)
+        if rec is None:
+            return render(request, "not_found.html", {}, status=404)
+        return _page(request, session, principal, rec)
+
+
+def _change(request: Request, recording_id: str, csrf: str, *,
+            allowed: Callable[[Principal], bool], refusal: str,
+            act: Callable[[Session, Principal, Recording], object],
+            scoped: Callable[[Principal, Session, Recording], bool] | None = None) -> Response:
+    """One form's change: signed in, CSRF, role, the recording visible, then the service call
+    (its audit event in the same transaction)."""
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    check_csrf(getattr(request.state, "csrf_token", ""), csrf)
+    if not allowed(principal):
+        return render(request, "forbidden.html", {"why": refusal}, status=403)
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        rec = _visible(session, principal, recording_id)
+        if rec is None:
+            return render(request, "not_found.html", {}, status=404)
+        if scoped is not None and not scoped(principal, session, rec):
+            return render(request, "forbidden.html", {"why": refusal}, status=403)
+        try:
+            with session.begin_nested():
+                act(session, principal, rec)
+        except REFUSALS as exc:
+            return _page(request, session, principal, rec, error=str(exc).strip("'\""),
+                         status=422)
+        rid = rec.id
+    return RedirectResponse(f"/recordings/{rid}/evidence", status_code=303)
+
+
+def _flagging(principal: Principal) -> bool:
+    return principal.role in rules.FLAGGING_ROLES
+
+
+def _may_flag_this(principal: Principal, session: Session, rec: Recording) -> bool:
+    return rules.may_flag(principal, queries.scope_of(session, rec))
+
+
+FLAG_REFUSAL = "Officers flag their own footage, supervisors their unit's, evidence officers " \
+    "their command's."
+HOLD_REFUSAL = "Only professional standards place and release holds."
+RESTRICTION_REFUSAL = "Only professional standards manage restrictions."
+
+
+@router.post("/recordings/{recording_id}/evidence/flags")
+def flag(recording_id: str, request: Request, category: Annotated[str, Form(max_length=100)] = "",
+         reference: Annotated[str, Form(max_length=200)] = "", csrf: Csrf = "",
+         note: Annotated[str, Form(max_length=4000)] = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=_flagging, refusal=FLAG_REFUSAL,
+                   scoped=_may_flag_this, act=lambda s, p, rec: service.flag(
+                       s, clock=runtime.clock, settings=runtime.settings, principal=p,
+                       actor=actor_from(request, p), recording=rec, category=category,
+                       reference=reference, note=note))
+
+
+@router.post("/recordings/{recording_id}/evidence/flags/{flag_id}/withdraw")
+def withdraw(recording_id: str, flag_id: RowId, request: Request, reason: Reason = "",
+             csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=_flagging, refusal=FLAG_REFUSAL,
+                   scoped=_may_flag_this, act=lambda s, p, rec: service.withdraw(
+                       s, clock=runtime.clock, settings=runtime.settings, principal=p,
+                       actor=actor_from(request, p), recording=rec, flag_id=flag_id,
+                       reason=reason))
+
+
+@router.post("/recordings/{recording_id}/evidence/holds")
+def hold(recording_id: str, request: Request, kind: Annotated[str, Form(max_length=32)] = "",
+         reason: Reason = "", csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=rules.may_manage_holds,
+                   refusal=HOLD_REFUSAL, act=lambda s, p, rec: service.place_hold(
+                       s, clock=runtime.clock, settings=runtime.settings, principal=p,
+                       actor=actor_from(request, p), recording=rec, kind=kind, reason=reason))
+
+
+@router.post("/recordings/{recording_id}/evidence/holds/{hold_id}/release")
+def release(recording_id: str, hold_id: RowId, request: Request, reason: Reason = "",
+            csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=rules.may_manage_holds,
+                   refusal=HOLD_REFUSAL, act=lambda s, p, rec: service.release_hold(
+                       s, clock=runtime.clock, settings=runtime.settings, principal=p,
+                       actor=actor_from(request, p), recording=rec, hold_id=hold_id,
+                       reason=reason))
+
+
+@router.post("/recordings/{recording_id}/evidence/restriction")
+def restrict(recording_id: str, request: Request, kind: Annotated[str, Form(max_length=32)] = "",
+             reason: Reason = "", csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=may_manage_restrictions,
+                   refusal=RESTRICTION_REFUSAL, act=lambda s, p, rec: restrictions.place(
+                       s, clock=runtime.clock, principal=p, actor=actor_from(request, p),
+                       recording=rec, kind=kind, reason=reason))
+
+
+@router.post("/recordings/{recording_id}/evidence/restriction/release")
+def unrestrict(recording_id: str, request: Request, reason: Reason = "",
+               csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=may_manage_restrictions,
+                   refusal=RESTRICTION_REFUSAL, act=lambda s, p, rec: restrictions.release(
+                       s, clock=runtime.clock, principal=p, actor=actor_from(request, p),
+                       recording=rec, reason=reason))
+
+
+@router.post("/recordings/{recording_id}/evidence/restriction/access")
+def list_person(recording_id: str, request: Request,
+                username: Annotated[str, Form(max_length=100)] = "", reason: Reason = "",
+                csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=may_manage_restrictions,
+                   refusal=RESTRICTION_REFUSAL, act=lambda s, p, rec: restrictions.add_access(
+                       s, clock=runtime.clock, principal=p, actor=actor_from(request, p),
+                       recording=rec, username=username, reason=reason))
+
+
+@router.post("/recordings/{recording_id}/evidence/restriction/access/{username}/remove")
+def unlist_person(recording_id: str, username: str, request: Request, reason: Reason = "",
+                  csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=may_manage_restrictions,
+                   refusal=RESTRICTION_REFUSAL, act=lambda s, p, rec: restrictions.remove_access(
+                       s, clock=runtime.clock, principal=p, actor=actor_from(request, p),
+                       recording=rec, username=username, reason=reason))

@@ -1,0 +1,128 @@
+"""The recording's "Evidence and retention" page: forms that call the same services as the API,
+each behind a CSRF token and its role, each refusal shown back with nothing changed."""
+
+from __future__ import annotations
+
+import re
+
+from matrix_world import sign_in
+
+from cat_helpers import record_camera
+from evidence_locker.audit.models import AuditEvent
+from evidence_locker.db import transaction
+from life_helpers import REASON, configure, retention
+
+
+def _session(client, force, username: str) -> tuple[dict[str, str], str]:
+    cookie, csrf = sign_in(client, username, force.passwords[username])
+    return {"Cookie": f"locker_session={cookie}"}, csrf
+
+
+def _post(client, headers, url: str, **data: str):
+    client.cookies.clear()
+    return client.post(url, data=data, headers=headers, follow_redirects=False)
+
+
+def _events(runtime, action: str) -> int:
+    with transaction(runtime.sessions) as s:
+        return s.query(AuditEvent).filter(AuditEvent.action == action).count()
+
+
+def test_flag_withdraw_hold_release_through_the_page(client, runtime, force) -> None:
+    configure(runtime)
+    rid = record_camera(client, force.dock_token, device="CAM-1", recording="EP1",
+                        clip=b"e" * 64)
+    base = f"/recordings/{rid}/evidence"
+    officer, csrf = _session(client, force, "officer1")
+
+    page = client.get(base, headers=officer)
+    assert page.status_code == 200
+    assert 'id="flag"' in page.text and 'id="hold"' not in page.text
+    assert "use of force" in page.text  # the applied categories are offered
+
+    r = _post(client, officer, f"{base}/flags", csrf=csrf, category="use of force",
+              reference="CRIME/2026/7", note="<script>alert(1)</script>")
+    assert r.status_code == 303 and r.headers["location"] == base
+    flags = retention(client, force.tokens["officer1"], rid)["flags"]
+    assert [f["reference"] for f in flags] == ["CRIME/2026/7"]
+    shown = client.get(base, headers=officer).text
+    assert "<script>alert(1)</script>" not in shown and "&lt;script&gt;" in shown
+
+    # A refusal is shown with its reason, and changes nothing.
+    r = _post(client, officer, f"{base}/flags/{flags[0]['id']}/withdraw", csrf=csrf,
+              reason="short")
+    assert r.status_code == 422 and 'id="error"' in r.text
+    assert retention(client, force.tokens["officer1"], rid)["flags"][0]["withdrawn_at"] is None
+    r = _post(client, officer, f"{base}/flags/{flags[0]['id']}/withdraw", csrf=csrf,
+              reason=REASON)
+    assert r.status_code == 303
+    assert retention(client, force.tokens["officer1"], rid)["flags"][0]["withdrawn_at"]
+
+    standards, s_csrf = _session(client, force, "standards")
+    r = _post(client, standards, f"{base}/holds", csrf=s_csrf, kind="sideways", reason=REASON)
+    assert r.status_code == 422 and "kind must be one of" in r.text
+    assert _events(runtime, "hold.placed") == 0
+    r = _post(client, standards, f"{base}/holds", csrf=s_csrf, kind="legal", reason=REASON)
+    assert r.status_code == 303
+    state = retention(client, force.tokens["standards"], rid)
+    assert state["held"] and state["delete_after"] is None
+    hold_id = state["holds"][0]["id"]
+    r = _post(client, standards, f"{base}/holds/{hold_id}/release", csrf=s_csrf, reason=REASON)
+    assert r.status_code == 303
+    assert not retention(client, force.tokens["standards"], rid)["held"]
+    assert _events(runtime, "hold.placed") == 1 and _events(runtime, "hold.released") == 1
+
+
+def test_forms_need_the_sessions_csrf_token(client, runtime, force) -> None:
+    configure(runtime)
+    rid = record_camera(client, force.dock_token, device="CAM-1", recording="EP2",
+                        clip=b"f" * 64)
+    officer, _csrf = _session(client, force, "officer1")
+    r = _post(client, officer, f"/recordings/{rid}/evidence/flags", csrf="forged",
+              category="use of force", reference="CRIME/2026/8")
+    assert r.status_code == 403
+    assert retention(client, force.tokens["officer1"], rid)["flags"] == []
+
+
+def test_an_officer_cannot_flag_anothers_footage_by_page(client, runtime, force) -> None:
+    configure(runtime)
+    rid = record_camera(client, force.dock_token, device="CAM-3", recording="EP3",
+                        clip=b"g" * 64)  # officer2's camera
+    officer, csrf = _session(client, force, "officer1")
+    assert client.get(f"/recordings/{rid}/evidence", headers=officer).status_code == 404
+    r = _post(client, officer, f"/recordings/{rid}/evidence/flags", csrf=csrf,
+              category="use of force", reference="CRIME/2026/9")
+    assert r.status_code == 404
+    assert retention(client, force.tokens["officer2"], rid)["flags"] == []
+
+
+def test_restriction_managed_through_the_page(client, runtime, force) -> None:
+    rid = record_camera(client, force.dock_token, device="CAM-1", recording="EP4",
+                        clip=b"h" * 64)
+    base = f"/recordings/{rid}/evidence"
+    sergeant = force.tokens["sergeant1"]
+    assert client.get(f"/api/v1/recordings/{rid}", headers={
+        "Authorization": f"Bearer {sergeant}"}).status_code == 200
+    standards, csrf = _session(client, force, "standards")
+
+    assert _post(client, standards, f"{base}/restriction", csrf=csrf, kind="restricted",
+                 reason=REASON).status_code == 303
+    client.cookies.clear()
+    assert client.get(f"/api/v1/recordings/{rid}", headers={
+        "Authorization": f"Bearer {sergeant}"}).status_code == 404  # hidden from the unit
+    assert _post(client, standards, f"{base}/restriction/access", csrf=csrf,
+                 username="nobody-here", reason=REASON).status_code == 422
+    assert _post(client, standards, f"{base}/restriction/access", csrf=csrf,
+                 username="sergeant1", reason=REASON).status_code == 303
+    client.cookies.clear()
+    assert client.get(f"/api/v1/recordings/{rid}", headers={
+        "Authorization": f"Bearer {sergeant}"}).status_code == 200  # listed
+    page = client.get(base, headers=standards).text
+    assert re.search(r"<td>sergeant1</td>", page)
+    assert _post(client, standards, f"{base}/restriction/access/sergeant1/remove", csrf=csrf,
+                 reason=REASON).status_code == 303
+    assert _post(client, standards, f"{base}/restriction/release", csrf=csrf,
+                 reason=REASON).status_code == 303
+    client.cookies.clear()
+    assert client.get(f"/api/v1/recordings/{rid}", headers={
+        "Authorization": f"Bearer {sergeant}"}).status_code == 200
