@@ -47,6 +47,10 @@ def test_flag_withdraw_hold_release_through_the_page(client, runtime, force) -> 
     assert [f["reference"] for f in flags] == ["CRIME/2026/7"]
     shown = client.get(base, headers=officer).text
     assert "<script>alert(1)</script>" not in shown and "&lt;script&gt;" in shown
+    withdraw_form = re.search(
+        rf'action="{base}/flags/{flags[0]["id"]}/withdraw">\s*<input type="hidden" '
+        r'name="csrf" value="([^"]+)"', shown)
+    assert withdraw_form and withdraw_form.group(1) == csrf  # the form carries the session's
 
     # A refusal is shown with its reason, and changes nothing.
     r = _post(client, officer, f"{base}/flags/{flags[0]['id']}/withdraw", csrf=csrf,
