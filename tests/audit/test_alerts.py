@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import pytest
@@ -133,3 +134,28 @@ def test_cli_prints_the_same_alerts(runtime, force, activity, deployment, monkey
     with transaction(runtime.sessions) as s:
         runs = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "audit.alerts_read")))
         assert len(runs) == 3 and all(json.loads(e.details)["via"] == "cli" for e in runs)
+
+
+def test_alerts_page_lists_the_same_alerts_with_links(client, runtime, force, activity) -> None:
+    """The page looks back `days` days from now: here the same window as the API's `since`
+    (the look before it is over a day old), the same alerts, each person linked to their
+    trail; reading it is audited as from the web."""
+    r = client.get("/audit/alerts", params={"days": 1}, headers=bearer(force.tokens["standards"]))
+    assert r.status_code == 200, r.text
+    rows = re.findall(r"<tr>\s*<td>([a-z-]+)</td>\s*<td><a href=\"/audit/users/([^\"]+)\">",
+                      r.text)
+    assert sorted(rows) == sorted([
+        ("restricted", "sergeant1"), ("outside-unit", "sergeant1"),
+        ("many-recordings", "sergeant1"), ("many-recordings", "standards"),
+        ("restricted", "standards")])
+    assert f'href="/audit/recordings/{activity["c"]}"' in r.text
+    assert '<a href="/audit/alerts">Access alerts</a>' in r.text  # in the header's links
+    with transaction(runtime.sessions) as s:
+        read = s.scalars(select(AuditEvent).where(AuditEvent.action == "audit.alerts_read")).one()
+        assert json.loads(read.details)["via"] == "web"
+    assert client.get("/audit/alerts", headers=bearer(force.tokens["auditor"])).status_code == 200
+    for who in ("evidence1", "sergeant1", "officer1", "admin"):
+        page = client.get("/audit/alerts", headers=bearer(force.tokens[who]))
+        assert page.status_code == 403, who
+        assert "Access alerts" not in page.text  # nor offered in the header
+    assert client.get("/audit/alerts", follow_redirects=False).status_code == 303

@@ -311,6 +311,7 @@ def test_admitted_callers_get_somewhere(client, runtime, force, clock) -> None:
         ("POST", "/logout", "officer1"): 303,
         ("GET", "/static/{path:path}", "anonymous"): 200,
         ("GET", "/recordings/{recording_id}/evidence", "officer1"): 200,
+        ("GET", "/audit/alerts", "auditor"): 200,
         ("POST", "/recordings/{recording_id}/evidence/flags", "officer1"): 303,
         ("POST", "/recordings/{recording_id}/evidence/holds", "standards"): 303,
         ("POST", "/recordings/{recording_id}/evidence/restriction", "standards"): 303,

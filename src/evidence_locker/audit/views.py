@@ -227,6 +227,13 @@ def alerts(
     start = _aware(since, "since")
     assert start is not None
     end = _aware(until, "until") or runtime.clock.now()
+    return _alerts(request, principal, start, end, via="api")
+
+
+def _alerts(request: Request, principal: Principal, start: dt.datetime, end: dt.datetime, *,
+            via: str) -> dict[str, Any]:
+    """The alerts of a window, and the audit event that they were read."""
+    runtime = runtime_of(request)
     if end <= start:
         raise ApiError(400, "Bad request", "until must be after since")
     thresholds = reports.Thresholds.from_settings(runtime.settings)
@@ -235,7 +242,7 @@ def alerts(
         record(session, clock=runtime.clock, actor=actor_from(request, principal),
                action="audit.alerts_read", object_type="audit",
                details={"since": start.isoformat(), "until": end.isoformat(),
-                        "alerts": len(found)})
+                        "alerts": len(found), "via": via})
     return {"since": start.isoformat(), "until": end.isoformat(),
             "thresholds": vars(thresholds), "alerts": [a.as_dict() for a in found]}
 
@@ -289,3 +296,24 @@ def _cursor(value: str | None) -> str | None:
     if value is not None and (len(value) > 40 or not value.isdigit()):
         raise ApiError(400, "Bad request", "invalid cursor")
     return value
+
+
+#: The alerts page looks back this many days unless asked otherwise (at most a quarter).
+ALERT_DAYS_DEFAULT, ALERT_DAYS_MAX = 7, 92
+
+
+@pages.get("/audit/alerts")
+def alerts_page(request: Request, days: int = ALERT_DAYS_DEFAULT) -> Response:
+    """Unusual access over the last `days` days, each person linked to their trail: the page
+    professional standards open first thing."""
+    from evidence_locker.web.pages import render, signed_in
+
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not may_read_user_trails(principal):
+        return render(request, "audit_forbidden.html", {}, status=403)
+    days = max(1, min(days, ALERT_DAYS_MAX))
+    end = runtime_of(request).clock.now()
+    body = _alerts(request, principal, end - dt.timedelta(days=days), end, via="web")
+    return render(request, "audit_alerts.html", {"a": body, "days": days})

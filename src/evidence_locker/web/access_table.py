@@ -150,6 +150,7 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("GET", "/fleet/devices/{serial}"): FLEET_READERS,
     ("GET", "/audit/recordings/{recording_id}"): RECORDING_TRAIL_READERS,
     ("GET", "/audit/users/{username}"): AUDIT_READERS,
+    ("GET", "/audit/alerts"): AUDIT_READERS,
 }
 
 

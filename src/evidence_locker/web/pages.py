@@ -26,6 +26,7 @@ from evidence_locker.accounts.service import (
 )
 from evidence_locker.catalogue import access, queries
 from evidence_locker.db import transaction
+from evidence_locker.web.access_table import admits
 from evidence_locker.web.auth import (
     SESSION_COOKIE,
     actor_from,
@@ -50,10 +51,23 @@ def _local(value: str | dt.datetime | None, zone: str) -> str:
 templates.env.filters["local"] = _local
 
 
+#: The header's links, shown to whoever the authorisation table admits to each page.
+NAV = [("Recordings", "/"), ("Fleet", "/fleet"), ("Access alerts", "/audit/alerts")]
+
+
+def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
+    if principal is None or principal.role is None:
+        return []
+    return [(label, path) for label, path in NAV
+            if admits("GET", path, principal.role)
+            and (path != "/" or may_view_footage_at_all(principal))]
+
+
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
     runtime = runtime_of(request)
+    principal = getattr(request.state, "principal", None)
     base = {"force_name": runtime.settings.force_name, "zone": runtime.settings.timezone,
-            "principal": getattr(request.state, "principal", None),
+            "principal": principal, "nav": nav_for(principal),
             "csrf_token": getattr(request.state, "csrf_token", "")}
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
