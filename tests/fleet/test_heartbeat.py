@@ -221,3 +221,33 @@ def test_revoked_and_rotated_dock_tokens(client, runtime, force) -> None:
         assert [d.live_tokens for d in service.list_docks(s)] == [1, 1]
     assert client.post(URL, json=beat(), headers=bearer(new)).status_code == 401
     assert client.post(URL, json=beat(), headers=bearer(newer)).status_code == 200
+
+
+def test_metrics_show_silent_docks_and_waiting_footage(client, runtime, force, clock) -> None:
+    """/metrics: each active dock's last heartbeat (0 until it calls in) and what the cameras
+    docked in the last minutes still hold; a camera that left the dock stops counting."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+        text = client.get("/metrics", headers=bearer(force.tokens["admin"])).text
+        return {f.name: {tuple(sorted(s.labels.items())): s.value for s in f.samples}
+                for f in text_string_to_metric_families(text)}
+
+    before = scrape()
+    assert before["locker_docks_active"][()] == 2
+    assert before["locker_dock_last_heartbeat_timestamp_seconds"] == {
+        (("dock", "dock-1"),): 0.0, (("dock", "dock-2"),): 0.0}
+    assert before["locker_cameras_docked"][()] == 0
+    now = clock.now()
+    assert client.post(URL, json=beat(camera("CAM-1", files_waiting=3, bytes_waiting=3000),
+                                      camera("CAM-2", bay=2, files_waiting=1,
+                                             bytes_waiting=500)),
+                       headers=bearer(force.dock_token)).status_code == 200
+    after = scrape()
+    assert after["locker_dock_last_heartbeat_timestamp_seconds"][(("dock", "dock-1"),)] == \
+        now.timestamp()
+    assert after["locker_dock_last_heartbeat_timestamp_seconds"][(("dock", "dock-2"),)] == 0.0
+    assert (after["locker_cameras_docked"][()], after["locker_camera_files_waiting"][()],
+            after["locker_camera_bytes_waiting"][()]) == (2, 4, 3500)
+    clock.advance(dt.timedelta(minutes=11))  # no heartbeat since: the cameras left the dock
+    assert scrape()["locker_cameras_docked"][()] == 0

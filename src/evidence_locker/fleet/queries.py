@@ -274,3 +274,34 @@ def conflicts(session: Session, *, scope: str, limit: int = 100,
               "note": c.note}
              for c, serial, camera_id, collar, code, _path in rows[:limit]]
     return items, (items[-1]["id"] if len(rows) > limit else None)
+
+
+#: A camera reported within this long is "docked now" for the gauges.
+DOCKED_WITHIN = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class FleetGauges:
+    """What the platform team alerts on: docks that stopped calling in, and footage waiting on
+    cameras that are docked (it should drain; if it grows, uploads are stuck)."""
+
+    docks_active: int
+    dock_last_seen: dict[str, float]  # active dock name -> last heartbeat, Unix seconds (0: never)
+    cameras_docked: int
+    files_waiting: int
+    bytes_waiting: int
+
+
+def fleet_gauges(session: Session, *, now: dt.datetime) -> FleetGauges:
+    """One scan of the active docks (a few thousand) and one aggregate over the camera
+    statuses reported in the last DOCKED_WITHIN (the index on `seen_at`)."""
+    docks = session.execute(select(Dock.name, Dock.last_seen_at).where(
+        Dock.active.is_(True))).all()
+    docked, files, nbytes = session.execute(
+        select(func.count(), func.coalesce(func.sum(CameraStatus.files_waiting), 0),
+               func.coalesce(func.sum(CameraStatus.bytes_waiting), 0))
+        .where(CameraStatus.seen_at >= now - DOCKED_WITHIN)).one()
+    return FleetGauges(
+        docks_active=len(docks),
+        dock_last_seen={name: seen.timestamp() if seen else 0.0 for name, seen in docks},
+        cameras_docked=int(docked), files_waiting=int(files), bytes_waiting=int(nbytes))

@@ -82,3 +82,32 @@ class _StateCollector(Collector):
                                        "finished (storage refused, or a crash)")
         unfinished.add_metric([], deleting)
         yield unfinished
+        yield from self._fleet()
+
+    def _fleet(self) -> Iterator[Metric]:
+        from evidence_locker.db import transaction
+        from evidence_locker.fleet.queries import DOCKED_WITHIN, fleet_gauges
+
+        with transaction(self.runtime.sessions) as session:
+            g = fleet_gauges(session, now=self.runtime.clock.now())
+        docks = GaugeMetricFamily("locker_docks_active", "Docks registered and not revoked")
+        docks.add_metric([], g.docks_active)
+        yield docks
+        seen = GaugeMetricFamily(
+            "locker_dock_last_heartbeat_timestamp_seconds",
+            "When each active dock last called in (0: never); alert on time() minus this",
+            labels=["dock"])
+        for name, at in sorted(g.dock_last_seen.items()):
+            seen.add_metric([name], at)
+        yield seen
+        minutes = int(DOCKED_WITHIN.total_seconds() // 60)
+        for name, help_text, value in (
+                ("locker_cameras_docked", f"Cameras a dock reported in the last {minutes} min",
+                 g.cameras_docked),
+                ("locker_camera_files_waiting", "Files still on docked cameras, to upload",
+                 g.files_waiting),
+                ("locker_camera_bytes_waiting", "Bytes still on docked cameras, to upload",
+                 g.bytes_waiting)):
+            family = GaugeMetricFamily(name, help_text)
+            family.add_metric([], value)
+            yield family
