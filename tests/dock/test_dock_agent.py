@@ -76,12 +76,14 @@ def test_a_docked_camera_uploads_with_its_drift_and_is_emptied(client: TestClien
     journal = Journal(tmp_path / "journal.sqlite3")
     transport = Heartbeats(client._transport)
     beats: list[dict[str, object]] = []
+    on_camera: list[int] = []  # bytes still on the camera when that heartbeat was sent
     agent: DockAgent
 
     def on_confirmed(f: object, outcome: str) -> None:
         if not beats:  # mid-docking: the bay knows its camera
             agent.send_heartbeat()
             beats.append(transport.bodies[-1])
+            on_camera.extend(p.stat().st_size for p in cam.iterdir() if p.name in footage(cam))
 
     agent = _agent(client, force.dock_token, tmp_path / "watch", journal, transport,
                    on_confirmed=on_confirmed)
@@ -111,7 +113,9 @@ def test_a_docked_camera_uploads_with_its_drift_and_is_emptied(client: TestClien
     assert camera["model"] == "EL-SIM-1" and camera["firmware"] == "1.4.2"
     assert camera["battery_percent"] == 77 and camera["free_bytes"] > 0
     assert camera["clock_drift_seconds"] == pytest.approx(90.0, abs=2.0)
-    assert camera["files_waiting"] == 4 and camera["bytes_waiting"] > 205_000
+    # ... and what was still on the camera then: one file (confirmed, deleted) fewer than four.
+    assert camera["files_waiting"] == len(on_camera) == 3
+    assert camera["bytes_waiting"] == sum(on_camera)
     journal.close()
 
 
@@ -407,3 +411,30 @@ def test_tls_is_verified_against_the_forces_ca(tls_server: tuple[str, Path],
     untrusted = DockAgent(config, http=make_http(url, "elk_x", bays=1),
                           journal=Journal(tmp_path / "b.sqlite3"))
     assert untrusted.send_heartbeat() is False
+
+
+def test_stopping_sends_a_last_heartbeat_with_what_is_left(client: TestClient, force,
+                                                           tmp_path: Path) -> None:
+    """Stopped mid-docking, the agent's last heartbeat names the camera still in its bay and
+    the files still on it, instead of leaving the register with the counts of a minute ago."""
+    cam = tmp_path / "watch" / "bay-cam"
+    make_camera(cam, serial="CAM-1", clip_sizes=(5_000, 5_000, 5_000))
+    journal = Journal(tmp_path / "journal.sqlite3")
+    transport = Heartbeats(client._transport)
+    agent: DockAgent
+
+    def on_confirmed(f: object, outcome: str) -> None:
+        agent.stop()  # the service is stopped after the first confirmed file
+
+    agent = _agent(client, force.dock_token, tmp_path / "watch", journal, transport,
+                   on_confirmed=on_confirmed)
+    summary = agent.run()
+    assert summary.confirmed >= 1
+    left = footage(cam)
+    assert left  # stopped before the camera was empty
+    last = transport.bodies[-1]
+    (camera,) = last["cameras"]  # type: ignore[misc]
+    assert camera["serial"] == "CAM-1"
+    assert camera["files_waiting"] == len(left)
+    assert camera["bytes_waiting"] == sum((cam / name).stat().st_size for name in left)
+    journal.close()

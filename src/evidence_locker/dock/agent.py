@@ -307,6 +307,9 @@ class _Docking:
             return
         f.path.unlink()
         self.agent.journal.deleted(entry_id)
+        # What the heartbeat reports between scans: the camera holds one file fewer now.
+        self.view.files_waiting = max(0, self.view.files_waiting - 1)
+        self.view.bytes_waiting = max(0, self.view.bytes_waiting - f.size)
 
 
 class DockAgent:
@@ -401,6 +404,9 @@ class DockAgent:
                 d.thread.join(timeout=30)
             self.heartbeat_soon.set()
             beat.join(timeout=5)
+            # The last word: what is still on the cameras as the agent stops, so the fleet
+            # register does not show the counts of a minute before.
+            self.send_heartbeat()
         return self.summary
 
     def _free_bay(self) -> int | None:
