@@ -237,6 +237,18 @@ def _walk(routes: list[BaseRoute], prefix: str) -> Iterator[tuple[Key, BaseRoute
             raise AssertionError(f"a route of a kind the matrix does not know: {route!r}")
 
 
+def fill_path(template: str, values: dict[str, str]) -> str:
+    """A route's path with each {parameter} replaced by its value; a parameter without one fails
+    the test (so a new route cannot be walked with a literal "{name}" in its URL)."""
+
+    def fill(m: re.Match[str]) -> str:
+        name = m.group(1)
+        assert name in values, f"{template}: no value for path parameter {{{name}}}: add one"
+        return values[name]
+
+    return re.sub(r"\{([^}]+)\}", fill, template)
+
+
 def app_routes(app: FastAPI) -> dict[Key, BaseRoute]:
     return dict(_walk(list(app.routes), ""))
 

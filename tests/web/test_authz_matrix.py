@@ -12,7 +12,6 @@ body needs nothing there."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from matrix_world import (
     beat_body,
     build_world,
     credentials,
+    fill_path,
     login_form,
     takes_form,
     tus_metadata,
@@ -147,14 +147,7 @@ def _path_values(w: World, key: Key) -> dict[str, str]:
 
 
 def _url(w: World, key: Key) -> str:
-    values = _path_values(w, key)
-
-    def fill(m: re.Match[str]) -> str:
-        name = m.group(1)
-        assert name in values, f"{key}: no value for path parameter {{{name}}}: add one"
-        return values[name]
-
-    return re.sub(r"\{([^}]+)\}", fill, key[1])
+    return fill_path(key[1], _path_values(w, key))
 
 
 def send(w: World, key: Key, route: BaseRoute, caller: Caller, *, bearer: bool) -> Any:

@@ -25,6 +25,7 @@ from matrix_world import (
     World,
     app_routes,
     build_world,
+    fill_path,
     login_form,
     takes_form,
     takes_json,
@@ -418,7 +419,8 @@ def test_every_state_changing_form_needs_its_sessions_csrf_token(world: World,
     victim = w.caller("evidence1")
     assert victim.cookie and other_csrf != victim.csrf
     for method, path in forms:
-        url = path.replace("{recording_id}", w.recording)
+        url = fill_path(path, {"recording_id": w.recording, "flag_id": "1", "hold_id": "1",
+                               "username": "sergeant1"})
         body = {"purpose": "investigation", "reason": "Reviewing the arrest on 21 November",
                 "clip": "1"}
         for label, token in (("missing", None), ("forged", "forged-token"), ("empty", ""),
@@ -454,7 +456,8 @@ def test_json_api_cannot_be_driven_by_a_cross_site_form(world: World, runtime: R
     payload = json.dumps({"purpose": "investigation", "reason": "Reviewing the arrest in full",
                           "kind": "restricted", "username": "sergeant1"})
     for method, path in routes:
-        url = path.replace("{recording_id}", w.restrictable).replace("{username}", "sergeant1")
+        url = fill_path(path, {"recording_id": w.restrictable, "username": "sergeant1",
+                               "flag_id": "1", "hold_id": "1"})
         for content_type, body in (("text/plain", payload),
                                    ("application/x-www-form-urlencoded", f"{payload}=x"),
                                    ("multipart/form-data; boundary=b",
