@@ -39,6 +39,14 @@ def ensure_blob(session: Session, *, sha256: str, size: int, now: dt.datetime) -
     session.execute(stmt.on_conflict_do_nothing(index_elements=["sha256"]))
 
 
+def lock_blob(session: Session, *, sha256: str, size: int, now: dt.datetime) -> Blob:
+    """The blob's row, inserted if missing and locked until the transaction ends (PostgreSQL:
+    FOR UPDATE; SQLite's BEGIN IMMEDIATE serialises writers). Ingest holds it while it installs
+    bytes and links a file to them; the retention sweep holds it while it deletes them."""
+    ensure_blob(session, sha256=sha256, size=size, now=now)
+    return session.scalars(select(Blob).where(Blob.sha256 == sha256).with_for_update()).one()
+
+
 @dataclass(frozen=True)
 class Attached:
     file: RecordingFile

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from evidence_locker.accounts.roles import Principal
 from evidence_locker.audit.service import Actor, record
-from evidence_locker.catalogue.service import attach_file
+from evidence_locker.catalogue.service import attach_file, lock_blob
 from evidence_locker.db import transaction
 from evidence_locker.ingest.lease import Lease, leased
 from evidence_locker.ingest.models import Upload
@@ -387,11 +387,19 @@ def _finish(runtime: Runtime, *, upload_id: str, actor: Actor, hasher: Any | Non
         digest = (hasher or _rehash(partial)).hexdigest()
         if digest != declared:
             return _reject(runtime, upload, actor=actor, digest=digest)
-        runtime.store.commit_partial(upload_id, declared)  # fsync, rename, fsync directory
-    elif not runtime.store.exists(declared):
-        return _reject(runtime, upload, actor=actor, digest=None)
-    # else: a previous attempt verified and installed the blob, then died before cataloguing.
+    # else: the partial is gone because a previous attempt verified and installed the blob,
+    # then died before cataloguing; _catalogue checks the installed bytes are there.
     return _catalogue(runtime, upload_id=upload_id, actor=actor)
+
+
+def _install(runtime: Runtime, upload_id: str, sha256: str) -> bool:
+    """Put the verified partial in place as its blob (fsync, rename, fsync directory), or, if a
+    previous attempt did so already, check the blob is there."""
+    try:
+        runtime.store.commit_partial(upload_id, sha256)
+        return True
+    except PartialNotFound:
+        return runtime.store.exists(sha256)
 
 
 def _reject(runtime: Runtime, upload: Upload, *, actor: Actor, digest: str | None) -> Rejected:
@@ -414,7 +422,12 @@ def _reject(runtime: Runtime, upload: Upload, *, actor: Actor, digest: str | Non
     return Rejected(upload.id, reason)
 
 
+class _BytesLost(Exception):
+    """The verified bytes of an upload are no longer where they were installed."""
+
+
 def _catalogue(runtime: Runtime, *, upload_id: str, actor: Actor) -> Finished:
+    lost = False
     for attempt in range(3):
         try:
             with transaction(runtime.sessions) as session:
@@ -423,6 +436,15 @@ def _catalogue(runtime: Runtime, *, upload_id: str, actor: Actor) -> Finished:
                 ).one()
                 if upload.state in DONE:
                     break
+                # The blob row stays locked from before the bytes are put in place until the
+                # file that uses them commits. The retention sweep deletes a blob's bytes only
+                # with that row locked and no live file using it, so identical bytes arriving
+                # while the sweep deletes the blob are either kept by it (this file committed
+                # first) or installed afresh (the sweep finished first), never lost.
+                lock_blob(session, sha256=upload.declared_sha256, size=upload.length,
+                          now=runtime.clock.now())
+                if not _install(runtime, upload_id, upload.declared_sha256):
+                    raise _BytesLost(upload_id)  # roll back: no blob row without its bytes
                 meta = json.loads(upload.metadata_json)
                 parsed = parse_file_metadata(meta["header"])
                 attached = attach_file(
@@ -440,6 +462,9 @@ def _catalogue(runtime: Runtime, *, upload_id: str, actor: Actor) -> Finished:
                 if not attached.duplicate and upload.kind in ("clip", "track"):
                     runtime.jobs.enqueue_after_commit(session, "probe_file", attached.file.id)
             break
+        except _BytesLost:
+            lost = True
+            break
         except IntegrityError:
             # Two uploads of the same recording raced to create it; the loser retries.
             if attempt == 2:
@@ -447,6 +472,8 @@ def _catalogue(runtime: Runtime, *, upload_id: str, actor: Actor) -> Finished:
     with transaction(runtime.sessions) as session:
         done = session.get(Upload, upload_id)
         assert done is not None
+    if lost:
+        return _reject(runtime, done, actor=actor, digest=None)
     return _outcome_of(runtime, done)
 
 
