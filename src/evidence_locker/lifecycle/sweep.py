@@ -11,7 +11,9 @@ Per recording, in three steps, so a crash anywhere is resumed by the next run:
 2. *Remove the bytes*: every blob of its files and their posters that no other recording's file
    refers to, through the store opened with the LIFECYCLE credential (governance retention
    bypassed; a storage legal hold left over from a hold already released in the catalogue is
-   lifted first). Deleting a missing blob is not an error, so this step can run twice.
+   lifted first), in one transaction holding those blobs' rows locked, as ingest does while
+   it installs identical bytes, so footage docked meanwhile is never left without them.
+   Deleting a missing blob is not an error, so this step can run twice.
 3. *Finish*, in one transaction: remove the recording's catalogue rows, finish the tombstone
    and audit the deletion. The audit chain itself is never touched.
 
@@ -100,15 +102,19 @@ def decide(session: Session, *, clock: Clock, settings: Settings, rec: Recording
     return True
 
 
+def _shas_of(session: Session, rec_id: uuid.UUID) -> list[str]:
+    """The blobs of a recording's files and their posters."""
+    mine = session.execute(select(RecordingFile.sha256, RecordingFile.poster_sha256).where(
+        RecordingFile.recording_id == rec_id)).all()
+    return sorted({s for s, _ in mine} | {p for _, p in mine if p})
+
+
 def _blobs_to_delete(session: Session, rec_id: uuid.UUID) -> list[str]:
     """This recording's blobs and posters that no live recording's file refers to (files of
     recordings also being deleted do not count, so two sweeps finishing recordings that share a
     blob cannot each leave it to the other)."""
-    mine = session.execute(select(RecordingFile.sha256, RecordingFile.poster_sha256).where(
-        RecordingFile.recording_id == rec_id)).all()
-    shas = sorted({s for s, _ in mine} | {p for _, p in mine if p})
     out = []
-    for sha in shas:
+    for sha in _shas_of(session, rec_id):
         shared = session.scalar(select(exists().where(
             RecordingFile.recording_id != rec_id,
             RecordingFile.recording_id == Recording.id, Recording.retention_state == "live",
@@ -133,11 +139,17 @@ def finish(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
     """Steps 2 and 3 for a recording marked `deleting`; returns the bytes it freed (None if
     another sweep finished it first)."""
     with transaction(sessions) as session:
+        # The bytes go under their blob rows' locks (taken in one order, so two sweeps cannot
+        # deadlock), the lock ingest holds from installing identical bytes until the file that
+        # uses them commits (catalogue.service.lock_blob): a file that committed first keeps
+        # the blob; an upload that comes after finds the bytes gone and installs its own.
+        session.execute(select(Blob.sha256).where(Blob.sha256.in_(_shas_of(
+            session, recording_id))).order_by(Blob.sha256).with_for_update()).all()
         shas = _blobs_to_delete(session, recording_id)
         sizes: dict[str, int] = {sha: size for sha, size in session.execute(
             select(Blob.sha256, Blob.size).where(Blob.sha256.in_(shas)))} if shas else {}
-    for sha in shas:
-        _remove(store, sha)
+        for sha in shas:
+            _remove(store, sha)
     with transaction(sessions) as session:
         rec = session.scalars(select(Recording).where(Recording.id == recording_id)
                               .with_for_update()).one_or_none()
@@ -152,7 +164,10 @@ def finish(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
         session.execute(delete(RecordingRestriction).where(
             RecordingRestriction.recording_id == rec.id))
         session.flush()
-        # Blob rows go with their bytes, unless another file arrived for them meanwhile.
+        # Blob rows go with their bytes, unless another file arrived for them meanwhile (its
+        # upload holds the row's lock until it commits, so take the lock before looking).
+        session.execute(select(Blob.sha256).where(Blob.sha256.in_(shas))
+                        .order_by(Blob.sha256).with_for_update()).all()
         for sha in shas:
             if not session.scalar(select(exists().where(RecordingFile.sha256 == sha))):
                 session.execute(delete(Blob).where(Blob.sha256 == sha))
