@@ -47,6 +47,7 @@ def reference(stmt: Select[Any], p: Principal, session: Session, f: Filters) -> 
         seen = own if p.role == Role.OFFICER or not p.unit_path else \
             or_(own, subtree(p.unit_path))
         stmt = stmt.where(or_(and_(seen, ~restricted), and_(restricted, listed)))
+    stmt = stmt.where(Recording.retention_state == "live")
     if f.unit is not None:
         unit = session.scalars(select(Unit).where(Unit.code == f.unit)).one()
         stmt = stmt.where(subtree(unit.path))

@@ -135,6 +135,12 @@ def test_a_flag_after_the_decision_finds_it_gone(client, runtime, force, clock) 
     assert hold(client, force.tokens["standards"], rid).status_code == 410
     r = client.get(f"/api/v1/recordings/{rid}", headers=bearer(force.tokens["officer1"]))
     assert r.status_code == 404
+    # Nor does search list it while its bytes go (another recording of the officer's does).
+    other = _rec(client, force, "R2")
+    for who in ("officer1", "standards"):
+        r = client.get("/api/v1/recordings", headers=bearer(force.tokens[who]))
+        assert r.status_code == 200
+        assert [x["id"] for x in r.json()["items"]] == [other], who
 
 
 def test_a_crash_half_way_is_resumed(client, runtime, force, clock, lifecycle_store,
