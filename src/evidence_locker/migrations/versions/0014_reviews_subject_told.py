@@ -58,18 +58,18 @@ def upgrade() -> None:
     _backfill()
 
 
-_WHERE = ("WHERE withdrawn_at IS NULL AND category_id IN "
-          "(SELECT id FROM retention_categories WHERE kind = 'review')")
 _POSTGRESQL = (
     "UPDATE evidence_flags SET review_due_at = (SELECT r.sort_at + make_interval(days => c.days) "
     "FROM recordings r, retention_categories c WHERE r.id = evidence_flags.recording_id "
-    "AND c.id = evidence_flags.category_id) " + _WHERE)
+    "AND c.id = evidence_flags.category_id) WHERE withdrawn_at IS NULL AND category_id IN "
+    "(SELECT id FROM retention_categories WHERE kind = 'review')")
 # SQLite keeps naive UTC text; julianday arithmetic, rounded up a second as in 0013.
 _SQLITE = (
     "UPDATE evidence_flags SET review_due_at = (SELECT strftime('%Y-%m-%d %H:%M:%f000', "
     "julianday(r.sort_at) + c.days + 1.0 / 86400) "
     "FROM recordings r, retention_categories c WHERE r.id = evidence_flags.recording_id "
-    "AND c.id = evidence_flags.category_id) " + _WHERE)
+    "AND c.id = evidence_flags.category_id) WHERE withdrawn_at IS NULL AND category_id IN "
+    "(SELECT id FROM retention_categories WHERE kind = 'review')")
 
 
 def _backfill() -> None:
