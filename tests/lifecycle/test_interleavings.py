@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from cat_helpers import record_camera
 from evidence_locker.catalogue.models import Recording
+from evidence_locker.config import RetentionCategory
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle import rules
-from evidence_locker.config import RetentionCategory
 from evidence_locker.lifecycle.sweep import run_sweep
 from life_helpers import (
     CATEGORIES,
