@@ -57,6 +57,20 @@ def release(client: Any, token: str, rid: str, hold_id: int, reason: str = REASO
                        headers=bearer(token), json={"reason": reason})
 
 
+def review(client: Any, token: str, rid: str, flag_id: int, decision: str = "retain",
+           reason: str = REASON, next_review_days: int | None = 365, **headers: str) -> Any:
+    body: dict[str, Any] = {"decision": decision, "reason": reason}
+    if next_review_days is not None:
+        body["next_review_days"] = next_review_days
+    return client.post(f"/api/v1/recordings/{rid}/flags/{flag_id}/review",
+                       headers=bearer(token, **headers), json=body)
+
+
+def tell(client: Any, token: str, rid: str, told: str = "yes", reason: str = "") -> Any:
+    return client.put(f"/api/v1/recordings/{rid}/subject-told", headers=bearer(token),
+                      json={"told": told, "reason": reason})
+
+
 def retention(client: Any, token: str, rid: str) -> dict[str, Any]:
     r = client.get(f"/api/v1/recordings/{rid}/retention", headers=bearer(token))
     assert r.status_code == 200, r.text

@@ -18,6 +18,8 @@ from evidence_locker.lifecycle.models import (
     EvidenceFlag,
     Hold,
     IdempotencyKey,
+    ReviewDecision,
+    SubjectTold,
     Tombstone,
 )
 
@@ -39,6 +41,8 @@ __all__ = [
     "RecordingFile",
     "RecordingRestriction",
     "RestrictionAccess",
+    "ReviewDecision",
+    "SubjectTold",
     "Tombstone",
     "Unit",
     "Upload",

@@ -5,6 +5,7 @@ else due went, leaving storage and catalogue in agreement."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import uuid
 
 from sqlalchemy import select
 
+from cat_helpers import record_camera
 from evidence_locker.catalogue.models import Recording, RecordingFile
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle.models import Tombstone
@@ -74,3 +76,30 @@ def test_holds_race_the_sweep_in_another_process(client, runtime, force, clock, 
                 assert rec is None and tomb is not None and tomb.finished_at is not None
                 for sha in blobs[rid]:
                     assert runtime.store.exists(sha) == (sha in kept), (rid, sha)
+
+
+def test_reviews_lists_the_queue(client, runtime, force, clock, deployment, scale_out) -> None:
+    """`locker retention reviews [--days N]`: the flags due for review, soonest first."""
+    from evidence_locker.config import RetentionCategory
+    from life_helpers import CATEGORIES, configure, flag
+
+    short = RetentionCategory(name="short review", kind="review", days=30)
+    configure(runtime, [*CATEGORIES, short])
+    old, new = (record_camera(client, force.dock_token, device="CAM-1", recording=name,
+                              clip=name.encode(),
+                              started_at=(clock.now() - dt.timedelta(days=ago)).isoformat())
+                for name, ago in (("DUE", 40), ("SOON", 25)))  # due 10 days ago; in 5 days
+    ids = [flag(client, force.tokens["officer1"], rid, category=short.name,
+                reference=f"CRIME/2026/{i}").json()["id"] for i, rid in enumerate((old, new))]
+    env = locker_env(runtime, deployment, scale_out)
+    r = locker(env, "retention", "reviews")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[-1] == "1 flags due for review now"
+    assert f"\tU1\t{old}\tflag {ids[0]}\tshort review\tCRIME/2026/0" in lines[0]
+    r = locker(env, "retention", "reviews", "--days", "10")
+    assert r.returncode == 0, r.stderr
+    assert [line.split("\t")[2] for line in r.stdout.splitlines()[:-1]] == [old, new]
+    assert r.stdout.splitlines()[-1] == "2 flags due for review in the next 10 days"
+    r = locker(env, "retention", "reviews", "--days", "-1")
+    assert r.returncode != 0

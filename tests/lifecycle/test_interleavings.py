@@ -1,4 +1,5 @@
-"""Whatever the interleaving of flag, withdraw, hold, release, time passing and sweeps, through
+"""Whatever the interleaving of flag, withdraw, review decision (retain / dispose), hold, release,
+subject told, time passing and sweeps, through
 the real API and sweep: after every sweep a recording exists exactly when the rule of deletion
 (on a model of what was done) does not allow its deletion. So nothing protected is ever deleted,
 and nothing unprotected outlives its deadline by more than one sweep."""
@@ -14,12 +15,26 @@ from hypothesis import strategies as st
 
 from cat_helpers import record_camera
 from evidence_locker.catalogue.models import Recording
+from evidence_locker.config import RetentionCategory
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle import rules
 from evidence_locker.lifecycle.sweep import run_sweep
-from life_helpers import CATEGORIES, Model, configure, flag, hold, release, unflag
+from life_helpers import (
+    CATEGORIES,
+    REASON,
+    Model,
+    configure,
+    flag,
+    hold,
+    release,
+    review,
+    tell,
+    unflag,
+)
 
-KINDS = {c.name: (c.kind, c.days) for c in CATEGORIES}
+#: A review category short enough for plans to reach its review date.
+SHORT = RetentionCategory(name="short review", kind="review", days=30)
+KINDS = {c.name: (c.kind, c.days) for c in (*CATEGORIES, SHORT)}
 names = itertools.count()
 
 
@@ -28,6 +43,9 @@ steps = st.lists(st.one_of(
     st.tuples(st.just("unflag"), st.integers(0, 1), st.integers(0, 3)),
     st.tuples(st.just("hold"), st.integers(0, 1), st.just("")),
     st.tuples(st.just("release"), st.integers(0, 1), st.integers(0, 3)),
+    st.tuples(st.just("retain"), st.integers(0, 1), st.sampled_from([30, 45, 400])),
+    st.tuples(st.just("dispose"), st.integers(0, 1), st.integers(0, 3)),
+    st.tuples(st.just("tell"), st.integers(0, 1), st.sampled_from(["yes", "no"])),
     st.tuples(st.just("advance"), st.sampled_from([1, 6, 8, 25, 40, 100, 800]), st.just("")),
     st.tuples(st.just("sweep"), st.just(0), st.just("")),
 ), min_size=1, max_size=12)
@@ -45,11 +63,20 @@ steps = st.lists(st.one_of(
 @example([("flag", 0, "use of force"), ("advance", 40, ""), ("sweep", 0, ""),
           ("advance", 800, ""), ("sweep", 0, ""), ("flag", 0, "training")])
 @example([("flag", 1, "crime - evidential"), ("advance", 800, ""), ("sweep", 0, "")])
+# A dispose before the review date is refused; retained, then disposed at the next review, the
+# recording goes at the next sweep (unless another flag or a hold keeps it).
+@example([("flag", 0, "short review"), ("dispose", 0, 0), ("advance", 40, ""),
+          ("retain", 0, 30), ("advance", 25, ""), ("dispose", 0, 0), ("sweep", 0, ""),
+          ("advance", 6, ""), ("dispose", 0, 0), ("tell", 0, "no"), ("sweep", 0, ""),
+          ("tell", 0, "yes")])
+@example([("flag", 0, "short review"), ("hold", 0, ""), ("advance", 40, ""),
+          ("dispose", 0, 0), ("sweep", 0, ""), ("release", 0, 0), ("sweep", 0, "")])
 def test_rule_of_deletion_holds_after_every_step(client, runtime, force, clock, lifecycle_store,
                                                  plan: list[tuple[str, int, object]]) -> None:
     if not runtime.settings.retention_categories:
-        configure(runtime)
+        configure(runtime, [*CATEGORIES, SHORT])
     officer, ps = force.tokens["officer1"], force.tokens["standards"]
+    reviewer = force.tokens["evidence1"]
     policy = rules.Policy(runtime.settings.retention_unflagged_days,
                           runtime.settings.retention_review_window_days)
     models = []
@@ -94,7 +121,29 @@ def test_rule_of_deletion_holds_after_every_step(client, runtime, force, clock, 
             r = unflag(client, officer, m.rid, fid)
             assert r.status_code == 200, r.text
             f = m.flags[fid]
-            m.flags[fid] = rules.FlagFacts(f.kind, f.days, withdrawn_at=clock.now())
+            m.flags[fid] = rules.FlagFacts(f.kind, f.days, withdrawn_at=clock.now(),
+                                           disposed_at=f.disposed_at, review_at=f.review_at)
+        elif op in ("retain", "dispose"):
+            reviewable = [i for i, f in m.flags.items()
+                          if f.kind == rules.REVIEW and f.withdrawn_at is None]
+            if m.gone or not reviewable:
+                continue
+            fid = reviewable[0] if op == "retain" else reviewable[int(b) % len(reviewable)]
+            f = m.flags[fid]
+            now = clock.now()
+            r = review(client, reviewer, m.rid, fid, op,
+                       next_review_days=int(b) if op == "retain" else None)
+            refused = rules.review_conflict(f, recorded_at=m.recorded_at, now=now)
+            assert r.status_code == (409 if refused else 200), (r.text, refused)
+            if refused is None and op == "retain":
+                m.flags[fid] = rules.FlagFacts(f.kind, f.days, review_at=max(
+                    f.review_at or now, now + dt.timedelta(days=int(b))))
+            elif refused is None:
+                m.flags[fid] = rules.FlagFacts(f.kind, f.days, disposed_at=now,
+                                               review_at=f.review_at)
+        elif op == "tell":
+            r = tell(client, officer, m.rid, str(b), "" if b == "yes" else REASON)
+            assert r.status_code == (410 if m.gone else 200), r.text
         elif op == "hold":
             r = hold(client, ps, m.rid)
             if m.gone:

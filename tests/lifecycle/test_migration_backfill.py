@@ -30,3 +30,31 @@ def test_existing_recordings_get_the_default_deadline(client, runtime, force, cl
         # Never earlier; SQLite's arithmetic is rounded up to at most a second later.
         assert expected <= rec.delete_after <= expected + dt.timedelta(seconds=1)
         assert rec.retention_state == "live"
+
+
+def test_existing_review_flags_get_their_review_date(client, runtime, force, clock) -> None:
+    """Migration 0014: review flags that predate it are due at recorded + the category's days
+    (nothing was decided before it); other flags get no review date."""
+    from evidence_locker.lifecycle.models import EvidenceFlag
+    from life_helpers import configure, flag
+
+    configure(runtime)
+    rid = record_camera(client, force.dock_token, device="CAM-1", recording="R1", clip=b"c")
+    tok = force.tokens["officer1"]
+    review_id = flag(client, tok, rid, category="crime - evidential").json()["id"]
+    fixed_id = flag(client, tok, rid, category="use of force").json()["id"]
+    with transaction(runtime.sessions) as s:
+        rec = s.get(Recording, uuid.UUID(rid))
+        assert rec is not None
+        expected = rec.sort_at + dt.timedelta(days=6 * 365)
+    cfg = alembic_config(runtime.settings.resolved_database_url)
+    runtime.engine.dispose()
+    command.downgrade(cfg, "0013")
+    command.upgrade(cfg, "head")
+    runtime.engine.dispose()
+    with transaction(runtime.sessions) as s:
+        due = s.get(EvidenceFlag, review_id)
+        other = s.get(EvidenceFlag, fixed_id)
+        assert due is not None and due.review_due_at is not None
+        assert expected <= due.review_due_at <= expected + dt.timedelta(seconds=1)
+        assert other is not None and other.review_due_at is None

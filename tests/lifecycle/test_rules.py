@@ -12,7 +12,11 @@ from pydantic import ValidationError
 from evidence_locker.config import Settings
 from evidence_locker.lifecycle.rules import (
     CASE_CLOSED,
+    DISPOSE,
     FIXED,
+    NEXT_REVIEW_MAX_DAYS,
+    NEXT_REVIEW_MIN_DAYS,
+    RETAIN,
     REVIEW,
     Category,
     FlagFacts,
@@ -23,7 +27,11 @@ from evidence_locker.lifecycle.rules import (
     delete_after,
     flag_deadline,
     may_delete,
+    review_conflict,
+    review_due,
+    review_refusal,
     shortens,
+    subject_told_refusal,
     unflagged_deadline,
 )
 
@@ -34,7 +42,7 @@ policies = st.builds(Policy, unflagged_days=st.integers(1, 400),
                      review_window_days=st.integers(0, 60))
 flags = st.builds(FlagFacts, kind=st.sampled_from([FIXED, REVIEW, CASE_CLOSED]),
                   days=st.integers(0, 3650), withdrawn_at=maybe_times, disposed_at=maybe_times,
-                  case_closed_at=maybe_times)
+                  case_closed_at=maybe_times, review_at=maybe_times)
 holds = st.builds(HoldFacts, released_at=maybe_times)
 recordings = st.builds(RecordingFacts, recorded_at=times, received_at=times,
                        flags=st.lists(flags, max_size=4).map(tuple),
@@ -161,3 +169,112 @@ def test_settings_refuse_bad_retention_configuration(tmp_path) -> None:
         Settings(data_dir=tmp_path, retention_categories=twice)
     with pytest.raises(ValidationError):
         Settings(data_dir=tmp_path, retention_categories=[{"name": "a", "kind": "x", "days": 1}])
+
+
+# --- review decisions ------------------------------------------------------------------------
+
+review_flags = st.builds(FlagFacts, kind=st.just(REVIEW), days=st.integers(0, 3650),
+                         review_at=maybe_times)
+
+
+def _with(facts: RecordingFacts, i: int, flag: FlagFacts) -> RecordingFacts:
+    flags = list(facts.flags)
+    flags[i % len(flags)] = flag
+    return RecordingFacts(facts.recorded_at, facts.received_at, tuple(flags), facts.holds)
+
+
+@given(policies, recordings, st.integers(0, 3), times, times)
+def test_a_retain_never_brings_deletion_forward(policy: Policy, facts: RecordingFacts, i: int,
+                                                next_review: dt.datetime,
+                                                now: dt.datetime) -> None:
+    """A retain decision moves a flag's review date to its next review: whatever else is
+    recorded (even a dispose), the recording is kept at least as long as without it."""
+    if not facts.flags:
+        return
+    old = facts.flags[i % len(facts.flags)]
+    moved = max(old.review_at, next_review) if old.review_at else next_review
+    after = _with(facts, i, FlagFacts(old.kind, old.days, old.withdrawn_at, old.disposed_at,
+                                      old.case_closed_at, moved))
+    assert later_or_equal(deadline(policy, after), deadline(policy, facts))
+    assert not (may_delete(policy, after, now) and not may_delete(policy, facts, now))
+
+
+@given(policies, recordings, review_flags, times)
+def test_a_review_flag_keeps_until_a_dispose(policy: Policy, facts: RecordingFacts,
+                                             flag: FlagFacts, now: dt.datetime) -> None:
+    """Reviewed or not, retained any number of times: without a dispose decision nothing is
+    deleted."""
+    kept = RecordingFacts(facts.recorded_at, facts.received_at, (*facts.flags, flag),
+                          facts.holds)
+    assert not may_delete(policy, kept, now)
+    assert delete_after(policy, kept) is None
+
+
+@given(policies, recordings, times)
+def test_nothing_goes_before_its_review_date(policy: Policy, facts: RecordingFacts,
+                                            now: dt.datetime) -> None:
+    if not may_delete(policy, facts, now):
+        return
+    for flag in facts.flags:
+        due = review_due(flag, recorded_at=facts.recorded_at)
+        if due is not None:
+            assert flag.disposed_at is not None and flag.disposed_at <= now and due <= now
+
+
+@given(policies, review_flags, times, times, times)
+def test_a_dispose_never_counts_before_the_review_date(policy: Policy, flag: FlagFacts,
+                                                       recorded: dt.datetime,
+                                                       disposed: dt.datetime,
+                                                       now: dt.datetime) -> None:
+    """Even a dispose recorded before the review date (the service refuses one; a retain may
+    have moved the date since) lets nothing go before that date."""
+    flag = FlagFacts(flag.kind, flag.days, disposed_at=disposed, review_at=flag.review_at)
+    due = review_due(flag, recorded_at=recorded)
+    assert due is not None
+    d = flag_deadline(policy, flag, recorded_at=recorded)
+    assert d is not None and d >= due and d >= disposed
+    if may_delete(policy, RecordingFacts(recorded, recorded, (flag,)), now):
+        assert now >= due
+
+
+@given(review_flags, times, times)
+def test_decisions_are_taken_at_review(flag: FlagFacts, recorded: dt.datetime,
+                                       now: dt.datetime) -> None:
+    """A review decision (retain or dispose) is refused before the review date and allowed from
+    it; a dispose taken then lets the flag go at once (its deadline is the decision)."""
+    due = review_due(flag, recorded_at=recorded)
+    assert due is not None and due >= recorded + dt.timedelta(days=flag.days)
+    refused = review_conflict(flag, recorded_at=recorded, now=now)
+    assert (refused is None) == (now >= due)
+    if refused is None:
+        disposed = FlagFacts(flag.kind, flag.days, disposed_at=now, review_at=flag.review_at)
+        assert flag_deadline(Policy(), disposed, recorded_at=recorded) == now
+        assert review_conflict(disposed, recorded_at=recorded, now=now) is not None
+
+
+def test_review_decisions_refused_on_other_flags() -> None:
+    assert review_conflict(FlagFacts(FIXED, 10), recorded_at=T0, now=T0 + dt.timedelta(999))
+    withdrawn = FlagFacts(REVIEW, 10, withdrawn_at=T0)
+    assert review_conflict(withdrawn, recorded_at=T0, now=T0 + dt.timedelta(999))
+    assert review_due(withdrawn, recorded_at=T0) is None
+    retained = FlagFacts(REVIEW, 10, review_at=T0 + dt.timedelta(days=400))
+    assert review_due(retained, recorded_at=T0) == T0 + dt.timedelta(days=400)
+    assert "not due" in (review_conflict(retained, recorded_at=T0,
+                                         now=T0 + dt.timedelta(days=399)) or "")
+
+
+def test_review_decision_input() -> None:
+    assert review_refusal(RETAIN, NEXT_REVIEW_MIN_DAYS) is None
+    assert review_refusal(RETAIN, NEXT_REVIEW_MAX_DAYS) is None
+    assert review_refusal(DISPOSE, None) is None
+    for bad in ((RETAIN, None), (RETAIN, NEXT_REVIEW_MIN_DAYS - 1),
+                (RETAIN, NEXT_REVIEW_MAX_DAYS + 1), (DISPOSE, 365), ("keep", 365)):
+        assert review_refusal(*bad) is not None, bad
+
+
+def test_subject_told_input() -> None:
+    assert subject_told_refusal("yes", "") is None
+    assert subject_told_refusal("no", "subject was asleep in the cell") is None
+    assert subject_told_refusal("not-practicable", "") is not None
+    assert subject_told_refusal("no", "") is not None
+    assert subject_told_refusal("maybe", "x" * 20) is not None

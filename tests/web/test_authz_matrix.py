@@ -111,6 +111,11 @@ CALLS: dict[Key, Recipe] = {
         json={"kind": "complaint", "reason": REASON}),
     ("POST", "/api/v1/recordings/{recording_id}/holds/{hold_id}/release"): lambda w, c: Call(
         json={"reason": REASON}),
+    ("POST", "/api/v1/recordings/{recording_id}/flags/{flag_id}/review"): lambda w, c: Call(
+        json={"decision": "retain", "reason": REASON, "next_review_days": 365}),
+    ("PUT", "/api/v1/recordings/{recording_id}/subject-told"): lambda w, c: Call(
+        json={"told": "not-practicable", "reason": REASON}),
+    ("GET", "/api/v1/reviews"): lambda w, c: Call(params={"days": 30}),
     ("GET", "/api/v1/audit/alerts"): lambda w, c: Call(params={
         "since": (w.runtime.clock.now() - dt.timedelta(days=1)).isoformat()}),
     ("POST", "/login"): _login,
@@ -121,6 +126,10 @@ CALLS: dict[Key, Recipe] = {
         data={"category": "use of force", "reference": "CRIME/2026/2", "note": "page"}),
     ("POST", "/recordings/{recording_id}/evidence/flags/{flag_id}/withdraw"): lambda w, c: Call(
         data={"reason": REASON}),
+    ("POST", "/recordings/{recording_id}/evidence/flags/{flag_id}/review"): lambda w, c: Call(
+        data={"decision": "retain", "reason": REASON, "next_review_days": "365"}),
+    ("POST", "/recordings/{recording_id}/evidence/subject-told"): lambda w, c: Call(
+        data={"told": "no", "reason": REASON}),
     ("POST", "/recordings/{recording_id}/evidence/holds"): lambda w, c: Call(
         data={"kind": "legal", "reason": REASON}),
     ("POST", "/recordings/{recording_id}/evidence/holds/{hold_id}/release"): lambda w, c: Call(

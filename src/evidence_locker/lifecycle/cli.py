@@ -1,4 +1,4 @@
-"""`locker retention`: apply categories, plan and run the sweep.
+"""`locker retention`: apply categories, list the review queue, plan and run the sweep.
 
 `run` has the real clock only: no option moves time forward (tests seed past times through the
 services). On scale-out it must run with the LIFECYCLE object-store credential in its
@@ -71,6 +71,32 @@ def plan_command(
     for unit, n in sorted(by_unit.items()):
         typer.echo(f"{unit}\t{n}")
     typer.echo(f"{len(due)} recordings due for deletion in the next {days} days")
+
+
+@app.command("reviews")
+def reviews_command(
+    days: Annotated[int, typer.Option("--days", min=0, max=366, help="Due within this many "
+                                      "days (0: due now).")] = 0,
+) -> None:
+    """The review queue: evidence flags due for review (retain or dispose), soonest first."""
+    from evidence_locker.lifecycle.reviews import review_queue
+
+    settings = Settings()
+    items: list[dict[str, object]] = []
+    cursor: str | None = None
+    with cli_transaction(settings) as session:
+        while True:
+            page = review_queue(session, clock=SystemClock(), principal=None, actor=cli_actor(),
+                                days=days, limit=500, cursor=cursor)
+            items += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    for i in items:
+        typer.echo(f"{i['review_due_at']}\t{i['unit'] or '(no unit)'}\t{i['recording_id']}\t"
+                   f"flag {i['flag_id']}\t{i['category']}\t{i['reference'] or '-'}")
+    typer.echo(f"{len(items)} flags due for review "
+               + (f"in the next {days} days" if days else "now"))
 
 
 @app.command("run")

@@ -1,5 +1,5 @@
-"""Categories (versioned, applied from configuration), evidence flags, holds, tombstones, and
-the idempotency keys of retried POSTs."""
+"""Categories (versioned, applied from configuration), evidence flags, their review decisions,
+holds, whether the subject was told, tombstones, and the idempotency keys of retried POSTs."""
 
 from __future__ import annotations
 
@@ -53,6 +53,47 @@ class EvidenceFlag(Base):
     withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     withdrawn_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     withdrawn_reason: Mapped[str | None] = mapped_column(Text)
+    # When a review flag is next due for review (rules.review_due), kept by service.refresh
+    # with the deadline; NULL for other kinds, withdrawn or disposed flags. The review queue's
+    # index.
+    review_due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class ReviewDecision(Base):
+    """One decision at a review flag's review: retain (with a reason and the next review date)
+    or dispose (with a reason). Rows are never changed; the latest retain sets the review date."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flag_id: Mapped[int] = mapped_column(ForeignKey("evidence_flags.id"), index=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("recordings.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # retain | dispose
+    reason: Mapped[str] = mapped_column(Text)
+    review_was_due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    next_review_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # retain only
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    decided_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decided_role: Mapped[str] = mapped_column(String(32))
+
+
+class SubjectTold(Base):
+    """Whether the subject was told they were being recorded: yes, no or not practicable (with
+    a reason unless yes). Each statement is a row; the newest is `current`, earlier ones stay as
+    the history (the audit log has each too)."""
+
+    __tablename__ = "subject_told"
+    __table_args__ = (Index("ix_subject_told_recording_current", "recording_id", "current"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("recordings.id"))
+    told: Mapped[str] = mapped_column(String(16))  # yes | no | not-practicable
+    reason: Mapped[str | None] = mapped_column(Text)
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recorded_role: Mapped[str] = mapped_column(String(32))
 
 
 class Hold(Base):

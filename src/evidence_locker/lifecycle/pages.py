@@ -1,5 +1,7 @@
-"""The "Evidence and retention" page of a recording: its deadline, flags, holds and restriction,
-with the forms the caller's role may use.
+"""The "Evidence and retention" page of a recording: its deadline, flags (with their review
+decisions), holds, restriction and whether the subject was told, with the forms the caller's role
+may use; the review queue (/reviews) and the subject-told compliance report
+(/reports/subject-told).
 
 Each form posts to its own route (so the authorisation table names exactly who may do what) and
 calls the same service function as the JSON API, in one transaction with its audit event. A
@@ -9,10 +11,11 @@ refused change shows the page again with the reason (422); a done one goes back 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
@@ -25,7 +28,7 @@ from evidence_locker.accounts.roles import (
 from evidence_locker.catalogue import queries, restrictions
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.db import transaction
-from evidence_locker.lifecycle import rules, service
+from evidence_locker.lifecycle import reviews, rules, service
 from evidence_locker.web.auth import actor_from, runtime_of
 from evidence_locker.web.pages import check_csrf, render, signed_in
 
@@ -47,9 +50,17 @@ def _page(request: Request, session: Session, principal: Principal, rec: Recordi
     runtime = runtime_of(request)
     scope = queries.scope_of(session, rec)
     manages = may_manage_restrictions(principal)
+    retention = service.describe_retention(session, settings=runtime.settings, rec=rec)
+    now = runtime.clock.now()
     return render(request, "evidence.html", {
         "r": queries.describe(session, rec),
-        "retention": service.describe_retention(session, settings=runtime.settings, rec=rec),
+        "retention": retention,
+        # Review flags whose review is due now: the ones a reviewer may decide on.
+        "due": {f["id"] for f in retention["flags"] if f.get("review_due_at")
+                and dt.datetime.fromisoformat(f["review_due_at"]) <= now},
+        "may_review": rules.may_review(principal, scope),
+        "told_values": rules.SUBJECT_TOLD,
+        "next_review": (rules.NEXT_REVIEW_MIN_DAYS, rules.NEXT_REVIEW_MAX_DAYS),
         "restriction": restrictions.describe(session, rec.id) if manages else None,
         "may_flag": rules.may_flag(principal, scope),
         "may_hold": rules.may_manage_holds(principal),
@@ -120,6 +131,9 @@ def _may_flag_this(principal: Principal, session: Session, rec: Recording) -> bo
 FLAG_REFUSAL = "Officers flag their own footage, supervisors their unit's, evidence officers " \
     "their command's."
 HOLD_REFUSAL = "Only professional standards place and release holds."
+REVIEW_REFUSAL = "Evidence officers record review decisions on their command's evidence."
+REPORT_REFUSAL = "Supervisors, evidence officers, professional standards and auditors read " \
+    "this report."
 RESTRICTION_REFUSAL = "Only professional standards manage restrictions."
 
 
@@ -206,3 +220,94 @@ def unlist_person(recording_id: str, username: str, request: Request, reason: Re
                    refusal=RESTRICTION_REFUSAL, act=lambda s, p, rec: restrictions.remove_access(
                        s, clock=runtime.clock, principal=p, actor=actor_from(request, p),
                        recording=rec, username=username, reason=reason))
+
+
+def _reviewing(principal: Principal) -> bool:
+    return principal.role in rules.REVIEWING_ROLES
+
+
+def _may_review_this(principal: Principal, session: Session, rec: Recording) -> bool:
+    return rules.may_review(principal, queries.scope_of(session, rec))
+
+
+def _days(text: str) -> int | None:
+    """The form's next-review field: empty for none; anything not a whole number is refused by
+    the service's bounds (so the page shows why)."""
+    text = text.strip()
+    if not text:
+        return None
+    return int(text) if text.isdigit() and len(text) <= 6 else -1
+
+
+@router.post("/recordings/{recording_id}/evidence/flags/{flag_id}/review")
+def review(recording_id: str, flag_id: RowId, request: Request,
+           decision: Annotated[str, Form(max_length=16)] = "", reason: Reason = "",
+           next_review_days: Annotated[str, Form(max_length=16)] = "",
+           csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=_reviewing, refusal=REVIEW_REFUSAL,
+                   scoped=_may_review_this, act=lambda s, p, rec: reviews.decide_review(
+                       s, clock=runtime.clock, settings=runtime.settings, principal=p,
+                       actor=actor_from(request, p), recording=rec, flag_id=flag_id,
+                       decision=decision, reason=reason,
+                       next_review_days=_days(next_review_days) if decision == rules.RETAIN
+                       else None))
+
+
+@router.post("/recordings/{recording_id}/evidence/subject-told")
+def subject_told(recording_id: str, request: Request,
+                 told: Annotated[str, Form(max_length=16)] = "", reason: Reason = "",
+                 csrf: Csrf = "") -> Response:
+    runtime = runtime_of(request)
+    return _change(request, recording_id, csrf, allowed=_flagging, refusal=FLAG_REFUSAL,
+                   scoped=_may_flag_this, act=lambda s, p, rec: reviews.tell(
+                       s, clock=runtime.clock, principal=p, actor=actor_from(request, p),
+                       recording=rec, told=told, reason=reason))
+
+
+@router.get("/reviews")
+def reviews_page(request: Request, days: Annotated[int, Query(ge=0, le=reviews.QUEUE_DAYS_MAX)] = 0,
+                 cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+    """The review queue: the evidence officer's command's review flags due now (or within
+    `days`), soonest first, each linked to its evidence page where the decision is taken."""
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not _reviewing(principal):
+        return render(request, "forbidden.html", {"why": REVIEW_REFUSAL}, status=403)
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        try:
+            page = reviews.review_queue(session, clock=runtime.clock, principal=principal,
+                                        actor=actor_from(request, principal), days=days,
+                                        limit=100, cursor=cursor, via="web")
+        except reviews.QueueError:
+            page = reviews.review_queue(session, clock=runtime.clock, principal=principal,
+                                        actor=actor_from(request, principal), days=days,
+                                        limit=100, via="web")
+    return render(request, "reviews.html", {"page": page, "days": days})
+
+
+#: The report page looks back this many days unless asked otherwise (at most a year).
+REPORT_DAYS_DEFAULT, REPORT_DAYS_MAX = 28, 366
+
+
+@router.get("/reports/subject-told")
+def subject_told_page(request: Request,
+                      days: Annotated[int, Query(ge=1, le=REPORT_DAYS_MAX)] = REPORT_DAYS_DEFAULT,
+                      ) -> Response:
+    """Whether subjects were told they were being recorded, per unit, over the last `days`
+    days, with the CSV of the same report."""
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not rules.may_read_reports(principal):
+        return render(request, "forbidden.html", {"why": REPORT_REFUSAL}, status=403)
+    runtime = runtime_of(request)
+    end = runtime.clock.now()
+    start = end - dt.timedelta(days=days)
+    with transaction(runtime.sessions) as session:
+        report = reviews.subject_told_report(session, clock=runtime.clock, principal=principal,
+                                             actor=actor_from(request, principal),
+                                             since=start, until=end, via="web")
+    return render(request, "subject_told.html", {"report": report, "days": days})

@@ -50,6 +50,7 @@ class FlagFacts:
     withdrawn_at: dt.datetime | None = None
     disposed_at: dt.datetime | None = None  # review: the recorded dispose decision
     case_closed_at: dt.datetime | None = None  # case-closed: when its case closed
+    review_at: dt.datetime | None = None  # review: the next review date the last retain set
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,65 @@ def flag_deadline(policy: Policy, flag: FlagFacts, *,
     if flag.kind == REVIEW:
         if flag.disposed_at is None:
             return None
-        return max(recorded_at + period, flag.disposed_at)
+        # Never before the review date, even if a dispose were recorded early: a retain moves
+        # the review date and so can only keep the footage longer.
+        due = review_due(flag, recorded_at=recorded_at)
+        assert due is not None
+        return max(due, flag.disposed_at)
     if flag.kind == CASE_CLOSED:
         return None if flag.case_closed_at is None else flag.case_closed_at + period
     return None  # an unknown kind keeps: never delete on a rule we do not understand
+
+
+def review_due(flag: FlagFacts, *, recorded_at: dt.datetime) -> dt.datetime | None:
+    """When a review flag is due for review: recorded + the category's days, moved by each
+    retain decision to the next review date it set (never earlier). None for other kinds and
+    for withdrawn flags."""
+    if flag.kind != REVIEW or flag.withdrawn_at is not None:
+        return None
+    due = recorded_at + dt.timedelta(days=flag.days)
+    return due if flag.review_at is None else max(due, flag.review_at)
+
+
+RETAIN = "retain"
+DISPOSE = "dispose"
+REVIEW_DECISIONS: tuple[str, ...] = (RETAIN, DISPOSE)
+#: A retain sets the next review this many days ahead: at least a month (a shorter wait is
+#: a dispose deferred, not a review), at most ten years (MoPI reviews at most every ten).
+NEXT_REVIEW_MIN_DAYS, NEXT_REVIEW_MAX_DAYS = 30, 3650
+
+
+def review_refusal(decision: str, next_review_days: int | None) -> str | None:
+    """What is wrong with a review decision's input (None: nothing)."""
+    if decision not in REVIEW_DECISIONS:
+        return f"decision must be one of: {', '.join(REVIEW_DECISIONS)}"
+    if decision == RETAIN:
+        if next_review_days is None:
+            return "a retain decision needs the days until the next review"
+        if not NEXT_REVIEW_MIN_DAYS <= next_review_days <= NEXT_REVIEW_MAX_DAYS:
+            return (f"the next review must be {NEXT_REVIEW_MIN_DAYS} to "
+                    f"{NEXT_REVIEW_MAX_DAYS} days ahead")
+    elif next_review_days is not None:
+        return "a dispose decision sets no next review"
+    return None
+
+
+def review_conflict(flag: FlagFacts, *, recorded_at: dt.datetime, now: dt.datetime) -> str | None:
+    """Why the flag's state allows no review decision now (None: it does). Decisions are taken
+    at review: neither retain nor dispose before the review date (a dispose recorded early would
+    count the moment the date came, with nobody looking at the footage again then); a disposed
+    flag is decided for good (flag again, or ask for a hold, to keep the footage)."""
+    if flag.kind != REVIEW:
+        return "this flag's category has no review date"
+    if flag.withdrawn_at is not None:
+        return "the flag is withdrawn"
+    if flag.disposed_at is not None:
+        return "a dispose decision is already recorded on this flag"
+    due = review_due(flag, recorded_at=recorded_at)
+    assert due is not None
+    if now < due:
+        return f"the flag is not due for review until {due.isoformat()}"
+    return None
 
 
 def deadline(policy: Policy, facts: RecordingFacts) -> dt.datetime | None:
@@ -151,6 +207,45 @@ FLAGGING_ROLES = frozenset({Role.OFFICER, Role.SUPERVISOR, Role.EVIDENCE_OFFICER
 def may_flag(p: Principal, r: RecordingScope) -> bool:
     """Flag, or withdraw a flag on, a recording: the flagging roles, on recordings they see."""
     return p.role in FLAGGING_ROLES and p.user_id is not None and may_view_recording(p, r)
+
+
+#: Review decisions (retain with a reason, or dispose) and the review queue: evidence
+#: (disclosure) officers, for their command. Not supervisors: disposing of evidence is a
+#: disclosure decision (CPIA, MoPI), kept with the role accountable for it and apart from the
+#: line managers of the officers the footage records.
+REVIEWING_ROLES = frozenset({Role.EVIDENCE_OFFICER})
+
+
+def may_review(p: Principal, r: RecordingScope) -> bool:
+    return p.role in REVIEWING_ROLES and p.user_id is not None and may_view_recording(p, r)
+
+
+SUBJECT_TOLD = ("yes", "no", "not-practicable")
+
+
+def subject_told_refusal(told: str, reason: str) -> str | None:
+    """Whether the subject was told they were being recorded: yes, or no / not practicable
+    with a reason (DESIGN.md: "and if not, why")."""
+    if told not in SUBJECT_TOLD:
+        return f"told must be one of: {', '.join(SUBJECT_TOLD)}"
+    if told != "yes" and not reason:
+        return "say why the subject was not told"
+    return None
+
+
+#: The subject-told compliance report: supervisors (their unit), evidence officers (their
+#: command), professional standards and auditors (the force). Counts only, no footage.
+REPORT_ROLES = frozenset({Role.SUPERVISOR, Role.EVIDENCE_OFFICER, Role.PROFESSIONAL_STANDARDS,
+                          Role.AUDITOR})
+
+
+def may_read_reports(p: Principal) -> bool:
+    return p.role in REPORT_ROLES and p.user_id is not None
+
+
+def report_covers_all(p: Principal) -> bool:
+    """Professional standards and auditors see the whole force; the others their subtree."""
+    return p.role in (Role.PROFESSIONAL_STANDARDS, Role.AUDITOR)
 
 
 def may_manage_holds(p: Principal) -> bool:

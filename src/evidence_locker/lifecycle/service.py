@@ -21,7 +21,13 @@ from evidence_locker.catalogue.models import Recording
 from evidence_locker.clock import Clock
 from evidence_locker.config import Settings
 from evidence_locker.lifecycle import rules
-from evidence_locker.lifecycle.models import CategoryVersion, EvidenceFlag, Hold
+from evidence_locker.lifecycle.models import (
+    CategoryVersion,
+    EvidenceFlag,
+    Hold,
+    ReviewDecision,
+    SubjectTold,
+)
 
 REASON_MIN, REASON_MAX = 10, 2000
 NOTE_MAX = 4000
@@ -63,34 +69,65 @@ class Facts:
     categories: tuple[str, ...]
 
 
-def facts_of(session: Session, rec: Recording) -> Facts:
+def _flag_facts(session: Session, rec: Recording,
+                ) -> list[tuple[EvidenceFlag, CategoryVersion, rules.FlagFacts]]:
+    """Each flag of the recording, its category version, and its facts for the rule: the
+    review date the latest retain set, and when a dispose decision was recorded."""
     rows = session.execute(
         select(EvidenceFlag, CategoryVersion)
         .join(CategoryVersion, CategoryVersion.id == EvidenceFlag.category_id)
-        .where(EvidenceFlag.recording_id == rec.id)).all()
-    flags = tuple(rules.FlagFacts(kind=c.kind, days=c.days, withdrawn_at=f.withdrawn_at)
-                  for f, c in rows)
+        .where(EvidenceFlag.recording_id == rec.id).order_by(EvidenceFlag.id)).all()
+    review_at: dict[int, dt.datetime] = {}
+    disposed: dict[int, dt.datetime] = {}
+    for fid, decision, next_at, at in session.execute(
+            select(ReviewDecision.flag_id, ReviewDecision.decision,
+                   ReviewDecision.next_review_at, ReviewDecision.decided_at)
+            .where(ReviewDecision.recording_id == rec.id)):
+        if decision == rules.RETAIN and next_at is not None:
+            review_at[fid] = max(review_at.get(fid, next_at), next_at)
+        elif decision == rules.DISPOSE:
+            disposed[fid] = min(disposed.get(fid, at), at)
+    return [(f, c, rules.FlagFacts(kind=c.kind, days=c.days, withdrawn_at=f.withdrawn_at,
+                                   disposed_at=disposed.get(f.id),
+                                   review_at=review_at.get(f.id)))
+            for f, c in rows]
+
+
+def facts_of(session: Session, rec: Recording) -> Facts:
+    flags = _flag_facts(session, rec)
     holds = tuple(rules.HoldFacts(released_at=h.released_at) for h in session.scalars(
         select(Hold).where(Hold.recording_id == rec.id)))
     facts = rules.RecordingFacts(recorded_at=rec.sort_at, received_at=rec.received_at,
-                                 flags=flags, holds=holds)
-    return Facts(facts, tuple(sorted({c.name for _, c in rows})))
+                                 flags=tuple(ff for _, _, ff in flags), holds=holds)
+    return Facts(facts, tuple(sorted({c.name for _, c, _ in flags})))
 
 
 def refresh(session: Session, *, settings: Settings, rec: Recording) -> dt.datetime | None:
-    """Work out the recording's `delete_after` again (after any change to its flags, holds or
-    times)."""
+    """Work out the recording's `delete_after` again (after any change to its flags, holds,
+    review decisions or times), and each review flag's `review_due_at` (the queue's index)."""
     session.flush()
-    rec.delete_after = rules.delete_after(policy_of(settings), facts_of(session, rec).facts)
+    flags = _flag_facts(session, rec)
+    for row, _, ff in flags:
+        due = None if ff.disposed_at is not None else rules.review_due(
+            ff, recorded_at=rec.sort_at)
+        if row.review_due_at != due:
+            row.review_due_at = due
+    facts = rules.RecordingFacts(
+        recorded_at=rec.sort_at, received_at=rec.received_at,
+        flags=tuple(ff for _, _, ff in flags),
+        holds=tuple(rules.HoldFacts(released_at=h.released_at) for h in session.scalars(
+            select(Hold).where(Hold.recording_id == rec.id))))
+    rec.delete_after = rules.delete_after(policy_of(settings), facts)
     return rec.delete_after
 
 
 def describe_retention(session: Session, *, settings: Settings, rec: Recording) -> dict[str, Any]:
     f = facts_of(session, rec)
-    flags = session.execute(
-        select(EvidenceFlag, CategoryVersion)
-        .join(CategoryVersion, CategoryVersion.id == EvidenceFlag.category_id)
-        .where(EvidenceFlag.recording_id == rec.id).order_by(EvidenceFlag.id)).all()
+    flags = _flag_facts(session, rec)
+    decisions: dict[int, list[ReviewDecision]] = {}
+    for d in session.scalars(select(ReviewDecision).where(
+            ReviewDecision.recording_id == rec.id).order_by(ReviewDecision.id)):
+        decisions.setdefault(d.flag_id, []).append(d)
     holds = session.scalars(select(Hold).where(Hold.recording_id == rec.id).order_by(Hold.id))
     deadline = rules.deadline(policy_of(settings), f.facts)
     return {
@@ -98,9 +135,40 @@ def describe_retention(session: Session, *, settings: Settings, rec: Recording) 
         "delete_after": rec.delete_after.isoformat() if rec.delete_after else None,
         "deadline": deadline.isoformat() if deadline else None,
         "held": rules.held(f.facts),
-        "flags": [_flag_json(fl, c) for fl, c in flags],
+        "flags": [_flag_json(fl, c) | _review_json(ff, rec, decisions.get(fl.id, []))
+                  for fl, c, ff in flags],
         "holds": [_hold_json(h) for h in holds],
+        "subject_told": describe_subject_told(session, rec),
     }
+
+
+def _review_json(ff: rules.FlagFacts, rec: Recording,
+                 decisions: list[ReviewDecision]) -> dict[str, Any]:
+    if ff.kind != rules.REVIEW:
+        return {}
+    due = None if ff.disposed_at is not None else rules.review_due(ff, recorded_at=rec.sort_at)
+    return {"review_due_at": _iso(due), "disposed_at": _iso(ff.disposed_at),
+            "reviews": [decision_json(d) for d in decisions]}
+
+
+def decision_json(d: ReviewDecision) -> dict[str, Any]:
+    return {"id": d.id, "flag_id": d.flag_id, "decision": d.decision, "reason": d.reason,
+            "review_was_due_at": _iso(d.review_was_due_at),
+            "next_review_at": _iso(d.next_review_at), "decided_at": _iso(d.decided_at),
+            "decided_role": d.decided_role}
+
+
+def describe_subject_told(session: Session, rec: Recording) -> dict[str, Any] | None:
+    """The current statement of whether the subject was told, and how many came before it."""
+    rows = list(session.scalars(select(SubjectTold).where(
+        SubjectTold.recording_id == rec.id).order_by(SubjectTold.id)))
+    current = next((r for r in rows if r.current), None)
+    if current is None:
+        return None
+    return {"told": current.told, "reason": current.reason,
+            "recorded_at": _iso(current.recorded_at), "recorded_role": current.recorded_role,
+            "earlier": [{"told": r.told, "reason": r.reason, "recorded_at": _iso(r.recorded_at),
+                         "recorded_role": r.recorded_role} for r in rows if not r.current]}
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -111,7 +179,8 @@ def _flag_json(flag: EvidenceFlag, cat: CategoryVersion) -> dict[str, Any]:
     return {"id": flag.id, "category": cat.name, "category_version": cat.version,
             "rule": {"kind": cat.kind, "days": cat.days}, "reference": flag.reference,
             "note": flag.note, "flagged_at": _iso(flag.flagged_at),
-            "withdrawn_at": _iso(flag.withdrawn_at), "withdrawn_reason": flag.withdrawn_reason}
+            "withdrawn_at": _iso(flag.withdrawn_at), "withdrawn_reason": flag.withdrawn_reason,
+            "review_due_at": _iso(flag.review_due_at)}
 
 
 def _hold_json(hold: Hold) -> dict[str, Any]:

@@ -46,7 +46,14 @@ from evidence_locker.db import transaction
 from evidence_locker.fleet.models import AttributionConflict
 from evidence_locker.ingest.models import Upload
 from evidence_locker.lifecycle import rules
-from evidence_locker.lifecycle.models import EvidenceFlag, Hold, IdempotencyKey, Tombstone
+from evidence_locker.lifecycle.models import (
+    EvidenceFlag,
+    Hold,
+    IdempotencyKey,
+    ReviewDecision,
+    SubjectTold,
+    Tombstone,
+)
 from evidence_locker.lifecycle.service import facts_of, policy_of
 from evidence_locker.storage.base import BlobLocked, BlobStore
 
@@ -159,7 +166,8 @@ def finish(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
         session.execute(update(Upload).where(Upload.file_id.in_(file_ids))
                         .values(file_id=None))
         session.execute(delete(RecordingFile).where(RecordingFile.recording_id == rec.id))
-        for model in (AccessGrant, RestrictionAccess, EvidenceFlag, Hold, AttributionConflict):
+        for model in (AccessGrant, RestrictionAccess, ReviewDecision, SubjectTold, EvidenceFlag,
+                      Hold, AttributionConflict):
             session.execute(delete(model).where(model.recording_id == rec.id))
         session.execute(delete(RecordingRestriction).where(
             RecordingRestriction.recording_id == rec.id))

@@ -1,5 +1,7 @@
-"""/api/v1/recordings/{id}/flags, /holds and /retention: flag evidence, withdraw a flag, place
-and release holds, see a recording's deadline.
+"""/api/v1/recordings/{id}/flags, /holds, /retention and /subject-told: flag evidence, withdraw a
+flag, record a review decision on it, place and release holds, see a recording's deadline, say
+whether the subject was told; /api/v1/reviews (the review queue) and
+/api/v1/reports/subject-told (compliance by unit).
 
 POSTs take an `Idempotency-Key` header: the first answer is stored with the change in one
 transaction, and a retry with the same key (same caller, same route, same body) gets that answer
@@ -7,18 +9,19 @@ again without acting twice; the same key with a different request is refused (42
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from evidence_locker.accounts.roles import (
     Principal,
@@ -30,12 +33,14 @@ from evidence_locker.catalogue import queries
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.db import transaction
 from evidence_locker.fleet.models import Unit
-from evidence_locker.lifecycle import rules, service
+from evidence_locker.lifecycle import reviews, rules, service
 from evidence_locker.lifecycle.models import IdempotencyKey, Tombstone
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
 from evidence_locker.web.problems import ApiError
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["lifecycle"])
+#: The review queue and the compliance report: not under one recording.
+lists = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 
 KEY_MAX = 200
 
@@ -62,7 +67,24 @@ def _hold_manager(request: Request) -> Principal:
     return principal
 
 
+def _reviewer(request: Request) -> Principal:
+    principal = require_principal(request)
+    if principal.role not in rules.REVIEWING_ROLES:
+        raise ApiError(403, "Forbidden", "evidence officers review evidence")
+    return principal
+
+
+def _report_reader(request: Request) -> Principal:
+    principal = require_principal(request)
+    if not rules.may_read_reports(principal):
+        raise ApiError(403, "Forbidden", "supervisors, evidence officers, professional "
+                       "standards and auditors read this report")
+    return principal
+
+
 Viewer = Annotated[Principal, Depends(_viewer)]
+Reviewer = Annotated[Principal, Depends(_reviewer)]
+ReportReader = Annotated[Principal, Depends(_report_reader)]
 Flagger = Annotated[Principal, Depends(_flagger)]
 HoldManager = Annotated[Principal, Depends(_hold_manager)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
@@ -83,6 +105,19 @@ class HoldRequest(BaseModel):
 
 class ReasonRequest(BaseModel):
     reason: str = Field("", max_length=4000)
+
+
+class ReviewRequest(BaseModel):
+    decision: str = Field(..., max_length=16, description="retain | dispose")
+    reason: str = Field("", max_length=4000)
+    next_review_days: int | None = Field(
+        None, ge=0, le=100_000, description=f"retain only: {rules.NEXT_REVIEW_MIN_DAYS} to "
+        f"{rules.NEXT_REVIEW_MAX_DAYS} days from now")
+
+
+class SubjectToldRequest(BaseModel):
+    told: str = Field(..., max_length=16, description="yes | no | not-practicable")
+    reason: str = Field("", max_length=4000, description="why not (required unless yes)")
 
 
 def _recording(session: Session, principal: Principal, recording_id: str) -> Recording:
@@ -162,6 +197,13 @@ def _may_flag(principal: Principal) -> Callable[[Session, Recording], None]:
     return check
 
 
+def _may_review(principal: Principal) -> Callable[[Session, Recording], None]:
+    def check(session: Session, rec: Recording) -> None:
+        if not rules.may_review(principal, queries.scope_of(session, rec)):
+            raise ApiError(403, "Forbidden", "not yours to review")
+    return check
+
+
 @router.get("/{recording_id}/retention")
 def retention(recording_id: str, request: Request, principal: Viewer) -> dict[str, Any]:
     """The recording's flags, holds and deadline."""
@@ -223,3 +265,100 @@ def release_hold(recording_id: str, hold_id: RowId, body: ReasonRequest, request
             s, clock=runtime.clock, settings=runtime.settings, principal=principal,
             actor=actor_from(request, principal), recording=rec, hold_id=hold_id,
             reason=body.reason))
+
+
+@router.post("/{recording_id}/flags/{flag_id}/review")
+def review_flag(recording_id: str, flag_id: RowId, body: ReviewRequest, request: Request,
+                principal: Reviewer, idempotency_key: IdemKey = None) -> JSONResponse:
+    """Record the review decision on a review flag that is due: retain (a reason, and the next
+    review in `next_review_days`) or dispose (a reason); audited."""
+    runtime = runtime_of(request)
+    return _change(
+        request, principal, recording_id, key=idempotency_key, body=body, status=200,
+        check=_may_review(principal),
+        act=lambda s, rec: reviews.decide_review(
+            s, clock=runtime.clock, settings=runtime.settings, principal=principal,
+            actor=actor_from(request, principal), recording=rec, flag_id=flag_id,
+            decision=body.decision, reason=body.reason,
+            next_review_days=body.next_review_days))
+
+
+@router.put("/{recording_id}/subject-told")
+def subject_told(recording_id: str, body: SubjectToldRequest, request: Request,
+                 principal: Flagger) -> JSONResponse:
+    """Say whether the subject was told they were being recorded (yes / no / not-practicable,
+    with a reason unless yes). The same statement again changes nothing."""
+    runtime = runtime_of(request)
+    return _change(
+        request, principal, recording_id, key=None, body=body, status=200,
+        check=_may_flag(principal),
+        act=lambda s, rec: reviews.tell(
+            s, clock=runtime.clock, principal=principal, actor=actor_from(request, principal),
+            recording=rec, told=body.told, reason=body.reason))
+
+
+@lists.get("/reviews")
+def review_queue(
+    request: Request, principal: Reviewer,
+    days: int = Query(0, ge=0, le=reviews.QUEUE_DAYS_MAX,
+                      description="due within this many days (0: due now)"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = Query(None, max_length=200),
+) -> dict[str, Any]:
+    """Review flags due for review (within `days`), soonest first, on recordings the caller
+    reviews; the read is audited."""
+    runtime = runtime_of(request)
+    with transaction(runtime.sessions) as session:
+        try:
+            page = reviews.review_queue(session, clock=runtime.clock, principal=principal,
+                                        actor=actor_from(request, principal), days=days,
+                                        limit=limit, cursor=cursor)
+        except reviews.QueueError as exc:
+            raise ApiError(400, "Bad request", str(exc)) from exc
+    return {"until": page.until.isoformat(), "items": page.items,
+            "next_cursor": page.next_cursor}
+
+
+#: The report looks back this far unless `from` is given.
+REPORT_DAYS_DEFAULT = 28
+
+
+def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ApiError(400, "Bad request", f"{name} needs a UTC offset, e.g. 2026-11-22T08:00Z")
+    return value
+
+
+def subject_told_window(runtime: Any, since: dt.datetime | None,
+                        until: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    end = _aware(until, "to") or runtime.clock.now()
+    start = _aware(since, "from") or end - dt.timedelta(days=REPORT_DAYS_DEFAULT)
+    if end <= start:
+        raise ApiError(400, "Bad request", "to must be after from")
+    return start, end
+
+
+@lists.get("/reports/subject-told", response_model=None, responses={200: {
+    "description": "The report, as JSON or CSV.",
+    "content": {"application/json": {}, "text/csv": {}}}})
+def subject_told_report(
+    request: Request, principal: ReportReader,
+    since: dt.datetime | None = Query(None, alias="from",
+                                      description="recorded from (default: 28 days ago)"),
+    until: dt.datetime | None = Query(None, alias="to", description="recorded before "
+                                      "(default: now)"),
+    format: str = Query("json", pattern="^(json|csv)$"),
+) -> dict[str, Any] | Response:
+    """Per unit: recordings whose subject was told, was not, could not practicably be, or with
+    nothing recorded yet. Counts only (no footage); the read is audited."""
+    runtime = runtime_of(request)
+    start, end = subject_told_window(runtime, since, until)
+    with transaction(runtime.sessions) as session:
+        report = reviews.subject_told_report(session, clock=runtime.clock, principal=principal,
+                                             actor=actor_from(request, principal),
+                                             since=start, until=end, via=f"api {format}")
+    if format == "csv":
+        return Response(reviews.report_csv(report).encode(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition":
+                                 'attachment; filename="subject-told.csv"'})
+    return report

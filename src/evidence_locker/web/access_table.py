@@ -70,6 +70,12 @@ FLAGGERS: frozenset[Caller] = frozenset(
     {Role.OFFICER, Role.SUPERVISOR, Role.EVIDENCE_OFFICER})
 #: Holds (legal, complaint, post-incident) are placed and released by professional standards.
 HOLD_MANAGERS: frozenset[Caller] = frozenset({Role.PROFESSIONAL_STANDARDS})
+#: The review queue and review decisions (retain / dispose): evidence officers, their command.
+REVIEWERS: frozenset[Caller] = frozenset({Role.EVIDENCE_OFFICER})
+#: The subject-told compliance report (counts, no footage): supervisors (their unit), evidence
+#: officers (their command), professional standards and auditors (the force).
+REPORT_READERS: frozenset[Caller] = frozenset(
+    {Role.SUPERVISOR, Role.EVIDENCE_OFFICER, Role.PROFESSIONAL_STANDARDS, Role.AUDITOR})
 
 _RECORDING = "/api/v1/recordings/{recording_id}"
 _UPLOAD = "/api/v1/uploads/{upload_id}"
@@ -104,6 +110,10 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("GET", f"{_RECORDING}/retention"): FOOTAGE,
     ("POST", f"{_RECORDING}/flags"): FLAGGERS,
     ("DELETE", f"{_RECORDING}/flags/{{flag_id}}"): FLAGGERS,
+    ("POST", f"{_RECORDING}/flags/{{flag_id}}/review"): REVIEWERS,
+    ("PUT", f"{_RECORDING}/subject-told"): FLAGGERS,
+    ("GET", "/api/v1/reviews"): REVIEWERS,
+    ("GET", "/api/v1/reports/subject-told"): REPORT_READERS,
     ("POST", f"{_RECORDING}/holds"): HOLD_MANAGERS,
     ("POST", f"{_RECORDING}/holds/{{hold_id}}/release"): HOLD_MANAGERS,
     ("GET", f"{_RECORDING}/restriction"): RESTRICTION_MANAGERS,
@@ -139,6 +149,10 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("GET", "/recordings/{recording_id}/evidence"): FOOTAGE,
     ("POST", "/recordings/{recording_id}/evidence/flags"): FLAGGERS,
     ("POST", "/recordings/{recording_id}/evidence/flags/{flag_id}/withdraw"): FLAGGERS,
+    ("POST", "/recordings/{recording_id}/evidence/flags/{flag_id}/review"): REVIEWERS,
+    ("POST", "/recordings/{recording_id}/evidence/subject-told"): FLAGGERS,
+    ("GET", "/reviews"): REVIEWERS,
+    ("GET", "/reports/subject-told"): REPORT_READERS,
     ("POST", "/recordings/{recording_id}/evidence/holds"): HOLD_MANAGERS,
     ("POST", "/recordings/{recording_id}/evidence/holds/{hold_id}/release"): HOLD_MANAGERS,
     ("POST", "/recordings/{recording_id}/evidence/restriction"): RESTRICTION_MANAGERS,
