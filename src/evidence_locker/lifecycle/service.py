@@ -63,67 +63,78 @@ def lock_recording(session: Session, recording_id: uuid.UUID) -> Recording | Non
 # --- facts and deadlines -------------------------------------------------------------------
 
 
+#: A flag, its category version, and its facts for the rule.
+FlagRow = tuple[EvidenceFlag, CategoryVersion, rules.FlagFacts]
+
+
 @dataclass(frozen=True)
 class Facts:
     facts: rules.RecordingFacts
     categories: tuple[str, ...]
+    flags: tuple[FlagRow, ...] = ()
 
 
-def _flag_facts(session: Session, rec: Recording,
-                ) -> list[tuple[EvidenceFlag, CategoryVersion, rules.FlagFacts]]:
-    """Each flag of the recording, its category version, and its facts for the rule: the
-    review date the latest retain set, and when a dispose decision was recorded."""
-    rows = session.execute(
-        select(EvidenceFlag, CategoryVersion)
-        .join(CategoryVersion, CategoryVersion.id == EvidenceFlag.category_id)
-        .where(EvidenceFlag.recording_id == rec.id).order_by(EvidenceFlag.id)).all()
+def facts_of_many(session: Session, recs: list[Recording]) -> dict[uuid.UUID, Facts]:
+    """What the rule of deletion needs about each recording, in three queries for any number
+    of them (the sweep reads a batch under its row locks, so a flag, hold or decision that
+    committed first is seen). A review flag's facts carry the review date the latest retain
+    set and when a dispose decision was recorded."""
+    ids = [r.id for r in recs]
+    flags: dict[uuid.UUID, list[tuple[EvidenceFlag, CategoryVersion]]] = {i: [] for i in ids}
+    holds: dict[uuid.UUID, list[rules.HoldFacts]] = {i: [] for i in ids}
     review_at: dict[int, dt.datetime] = {}
     disposed: dict[int, dt.datetime] = {}
-    for fid, decision, next_at, at in session.execute(
-            select(ReviewDecision.flag_id, ReviewDecision.decision,
-                   ReviewDecision.next_review_at, ReviewDecision.decided_at)
-            .where(ReviewDecision.recording_id == rec.id)):
-        if decision == rules.RETAIN and next_at is not None:
-            review_at[fid] = max(review_at.get(fid, next_at), next_at)
-        elif decision == rules.DISPOSE:
-            disposed[fid] = min(disposed.get(fid, at), at)
-    return [(f, c, rules.FlagFacts(kind=c.kind, days=c.days, withdrawn_at=f.withdrawn_at,
-                                   disposed_at=disposed.get(f.id),
-                                   review_at=review_at.get(f.id)))
-            for f, c in rows]
+    if ids:
+        for fl, cat in session.execute(
+                select(EvidenceFlag, CategoryVersion)
+                .join(CategoryVersion, CategoryVersion.id == EvidenceFlag.category_id)
+                .where(EvidenceFlag.recording_id.in_(ids)).order_by(EvidenceFlag.id)).all():
+            flags[fl.recording_id].append((fl, cat))
+        for fid, decision, next_at, at in session.execute(
+                select(ReviewDecision.flag_id, ReviewDecision.decision,
+                       ReviewDecision.next_review_at, ReviewDecision.decided_at)
+                .where(ReviewDecision.recording_id.in_(ids))):
+            if decision == rules.RETAIN and next_at is not None:
+                review_at[fid] = max(review_at.get(fid, next_at), next_at)
+            elif decision == rules.DISPOSE:
+                disposed[fid] = min(disposed.get(fid, at), at)
+        for rid, released in session.execute(select(Hold.recording_id, Hold.released_at)
+                                              .where(Hold.recording_id.in_(ids))):
+            holds[rid].append(rules.HoldFacts(released_at=released))
+    out = {}
+    for rec in recs:
+        rows = tuple((f, c, rules.FlagFacts(kind=c.kind, days=c.days,
+                                            withdrawn_at=f.withdrawn_at,
+                                            disposed_at=disposed.get(f.id),
+                                            review_at=review_at.get(f.id)))
+                     for f, c in flags[rec.id])
+        facts = rules.RecordingFacts(recorded_at=rec.sort_at, received_at=rec.received_at,
+                                     flags=tuple(ff for _, _, ff in rows),
+                                     holds=tuple(holds[rec.id]))
+        out[rec.id] = Facts(facts, tuple(sorted({c.name for _, c, _ in rows})), rows)
+    return out
 
 
 def facts_of(session: Session, rec: Recording) -> Facts:
-    flags = _flag_facts(session, rec)
-    holds = tuple(rules.HoldFacts(released_at=h.released_at) for h in session.scalars(
-        select(Hold).where(Hold.recording_id == rec.id)))
-    facts = rules.RecordingFacts(recorded_at=rec.sort_at, received_at=rec.received_at,
-                                 flags=tuple(ff for _, _, ff in flags), holds=holds)
-    return Facts(facts, tuple(sorted({c.name for _, c, _ in flags})))
+    return facts_of_many(session, [rec])[rec.id]
 
 
 def refresh(session: Session, *, settings: Settings, rec: Recording) -> dt.datetime | None:
     """Work out the recording's `delete_after` again (after any change to its flags, holds,
     review decisions or times), and each review flag's `review_due_at` (the queue's index)."""
     session.flush()
-    flags = _flag_facts(session, rec)
-    for row, _, ff in flags:
+    f = facts_of(session, rec)
+    for row, _, ff in f.flags:
         due = None if ff.disposed_at is not None else rules.review_due(
             ff, recorded_at=rec.sort_at)
         if row.review_due_at != due:
             row.review_due_at = due
-    facts = rules.RecordingFacts(
-        recorded_at=rec.sort_at, received_at=rec.received_at,
-        flags=tuple(ff for _, _, ff in flags),
-        holds=tuple(rules.HoldFacts(released_at=h.released_at) for h in session.scalars(
-            select(Hold).where(Hold.recording_id == rec.id))))
-    rec.delete_after = rules.delete_after(policy_of(settings), facts)
+    rec.delete_after = rules.delete_after(policy_of(settings), f.facts)
     return rec.delete_after
 
 
 def describe_retention(session: Session, *, settings: Settings, rec: Recording) -> dict[str, Any]:
     f = facts_of(session, rec)
-    flags = _flag_facts(session, rec)
     decisions: dict[int, list[ReviewDecision]] = {}
     for d in session.scalars(select(ReviewDecision).where(
             ReviewDecision.recording_id == rec.id).order_by(ReviewDecision.id)):
@@ -136,7 +147,7 @@ def describe_retention(session: Session, *, settings: Settings, rec: Recording) 
         "deadline": deadline.isoformat() if deadline else None,
         "held": rules.held(f.facts),
         "flags": [_flag_json(fl, c) | _review_json(ff, rec, decisions.get(fl.id, []))
-                  for fl, c, ff in flags],
+                  for fl, c, ff in f.flags],
         "holds": [_hold_json(h) for h in holds],
         "subject_told": describe_subject_told(session, rec),
     }

@@ -26,10 +26,12 @@ import datetime as dt
 import json
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, exists, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from evidence_locker.audit.service import Actor, record
 from evidence_locker.catalogue.models import (
@@ -54,8 +56,8 @@ from evidence_locker.lifecycle.models import (
     SubjectTold,
     Tombstone,
 )
-from evidence_locker.lifecycle.service import facts_of, policy_of
-from evidence_locker.storage.base import BlobLocked, BlobStore
+from evidence_locker.lifecycle.service import Facts, facts_of, facts_of_many, policy_of
+from evidence_locker.storage.base import BlobLocked, BlobStore, StorageError
 
 log = logging.getLogger(__name__)
 SWEEP = Actor(type="system", name="retention sweep")
@@ -74,18 +76,20 @@ class SweepResult:
 def _due(session: Session, *, now: dt.datetime, batch: int) -> list[Recording]:
     query = (select(Recording).where(Recording.delete_after <= now,
                                      Recording.retention_state == "live")
-             .order_by(Recording.delete_after).limit(batch))
+             .order_by(Recording.delete_after).limit(batch)
+             .options(selectinload(Recording.files)))
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        query = query.with_for_update(skip_locked=True, of=Recording)
     return list(session.scalars(query))
 
 
 def decide(session: Session, *, clock: Clock, settings: Settings, rec: Recording,
-           actor: Actor = SWEEP) -> bool:
+           actor: Actor = SWEEP, facts: Facts | None = None) -> bool:
     """With the row locked: delete it (tombstone, `deleting`, audit) if the rule still allows,
-    else store its true deadline. Returns whether it was decided for deletion."""
+    else store its true deadline. Returns whether it was decided for deletion. `facts`: the
+    recording's facts read under the lock (`facts_of_many`), else read here."""
     policy = policy_of(settings)
-    f = facts_of(session, rec)
+    f = facts if facts is not None else facts_of(session, rec)
     now = clock.now()
     if not rules.may_delete(policy, f.facts, now):
         rec.delete_after = rules.delete_after(policy, f.facts)
@@ -109,26 +113,48 @@ def decide(session: Session, *, clock: Clock, settings: Settings, rec: Recording
     return True
 
 
-def _shas_of(session: Session, rec_id: uuid.UUID) -> list[str]:
-    """The blobs of a recording's files and their posters."""
+def _blobs_to_delete(session: Session, rec_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """Per recording, its blobs and posters that no live recording's file refers to (files of
+    recordings also being deleted do not count, so two sweeps finishing recordings that share a
+    blob cannot each leave it to the other). A blob two of these recordings share is listed
+    under the first only. Three queries for the whole batch."""
+    mine = session.execute(
+        select(RecordingFile.recording_id, RecordingFile.sha256, RecordingFile.poster_sha256)
+        .where(RecordingFile.recording_id.in_(rec_ids))).all()
+    shas = {s for _, s, _ in mine} | {p for _, _, p in mine if p}
+    shared: set[str] = set()
+    if shas:
+        def live(column: Any) -> Any:
+            return (select(column).join(Recording, Recording.id == RecordingFile.recording_id)
+                    .where(Recording.retention_state == "live",
+                           RecordingFile.recording_id.not_in(rec_ids), column.in_(sorted(shas))))
+        shared.update(session.scalars(live(RecordingFile.sha256)))
+        shared.update(p for p in session.scalars(live(RecordingFile.poster_sha256)) if p)
+    out: dict[uuid.UUID, list[str]] = {rid: [] for rid in rec_ids}
+    taken: set[str] = set()
+    per: dict[uuid.UUID, set[str]] = {}
+    for rid, sha, poster in mine:
+        per.setdefault(rid, set()).update({sha} | ({poster} if poster else set()))
+    for rid in rec_ids:
+        for sha in sorted(per.get(rid, set()) - shared - taken):
+            out[rid].append(sha)
+            taken.add(sha)
+    return out
+
+
+def _shas_of(session: Session, rec_ids: list[uuid.UUID]) -> list[str]:
+    """The blobs of these recordings' files and their posters."""
     mine = session.execute(select(RecordingFile.sha256, RecordingFile.poster_sha256).where(
-        RecordingFile.recording_id == rec_id)).all()
+        RecordingFile.recording_id.in_(rec_ids))).all()
     return sorted({s for s, _ in mine} | {p for _, p in mine if p})
 
 
-def _blobs_to_delete(session: Session, rec_id: uuid.UUID) -> list[str]:
-    """This recording's blobs and posters that no live recording's file refers to (files of
-    recordings also being deleted do not count, so two sweeps finishing recordings that share a
-    blob cannot each leave it to the other)."""
-    out = []
-    for sha in _shas_of(session, rec_id):
-        shared = session.scalar(select(exists().where(
-            RecordingFile.recording_id != rec_id,
-            RecordingFile.recording_id == Recording.id, Recording.retention_state == "live",
-            (RecordingFile.sha256 == sha) | (RecordingFile.poster_sha256 == sha))))
-        if not shared:
-            out.append(sha)
-    return out
+def _lock_blobs(session: Session, shas: list[str]) -> None:
+    """Lock these blob rows until the transaction ends, in sha order (PostgreSQL; SQLite
+    serialises writers on its own)."""
+    if shas:
+        session.execute(select(Blob.sha256).where(Blob.sha256.in_(shas))
+                        .order_by(Blob.sha256).with_for_update()).all()
 
 
 def _remove(store: BlobStore, sha: str) -> None:
@@ -141,62 +167,107 @@ def _remove(store: BlobStore, sha: str) -> None:
         store.delete(sha, bypass_governance=True)
 
 
-def finish(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
-           recording_id: uuid.UUID, actor: Actor = SWEEP) -> int | None:
-    """Steps 2 and 3 for a recording marked `deleting`; returns the bytes it freed (None if
-    another sweep finished it first)."""
+#: Blob deletions in flight at once: S3 round trips and directory fsyncs overlap.
+DELETE_THREADS = 8
+
+
+def finish_many(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
+                recording_ids: list[uuid.UUID], actor: Actor = SWEEP,
+                failed: dict[uuid.UUID, str] | None = None) -> dict[uuid.UUID, int]:
+    """Steps 2 and 3 for recordings marked `deleting`, a batch at a time: the bytes each one
+    freed, for those this call finished (another sweep may have finished some first). A
+    recording whose blobs could not all be deleted stays `deleting` (put in `failed`) for the
+    next run; the others are finished in one transaction, each with its own audit event."""
+    if not recording_ids:
+        return {}
+    errors: dict[str, BaseException] = {}
     with transaction(sessions) as session:
         # The bytes go under their blob rows' locks (taken in one order, so two sweeps cannot
         # deadlock), the lock ingest holds from installing identical bytes until the file that
         # uses them commits (catalogue.service.lock_blob): a file that committed first keeps
         # the blob; an upload that comes after finds the bytes gone and installs its own.
-        session.execute(select(Blob.sha256).where(Blob.sha256.in_(_shas_of(
-            session, recording_id))).order_by(Blob.sha256).with_for_update()).all()
-        shas = _blobs_to_delete(session, recording_id)
+        _lock_blobs(session, _shas_of(session, recording_ids))
+        blobs = _blobs_to_delete(session, recording_ids)
+        every = sorted({sha for shas in blobs.values() for sha in shas})
         sizes: dict[str, int] = {sha: size for sha, size in session.execute(
-            select(Blob.sha256, Blob.size).where(Blob.sha256.in_(shas)))} if shas else {}
-        for sha in shas:
-            _remove(store, sha)
+            select(Blob.sha256, Blob.size).where(Blob.sha256.in_(every)))} if every else {}
+        if every:
+            with ThreadPoolExecutor(max_workers=min(DELETE_THREADS, len(every))) as pool:
+                futures = {sha: pool.submit(_remove, store, sha) for sha in every}
+            for sha, fut in futures.items():
+                exc = fut.exception()
+                if exc is not None:
+                    errors[sha] = exc
+    ready = []
+    for rid in recording_ids:
+        bad = [sha for sha in blobs[rid] if sha in errors]
+        if bad:
+            log.error("retention sweep: recording %s left deleting: %s", rid, errors[bad[0]])
+            if failed is not None:
+                failed[rid] = f"{bad[0]}: {errors[bad[0]]}"
+        else:
+            ready.append(rid)
+    if not ready:
+        return {}
+    freed: dict[uuid.UUID, int] = {}
     with transaction(sessions) as session:
-        rec = session.scalars(select(Recording).where(Recording.id == recording_id)
-                              .with_for_update()).one_or_none()
-        if rec is None or rec.retention_state != "deleting":
-            return None
-        file_ids = select(RecordingFile.id).where(RecordingFile.recording_id == rec.id)
+        locked = session.execute(select(Recording.id, Recording.retention_state)
+                                 .where(Recording.id.in_(ready)).with_for_update()).all()
+        ids = [rid for rid, state in locked if state == "deleting"]
+        if not ids:
+            return {}
+        file_ids = select(RecordingFile.id).where(RecordingFile.recording_id.in_(ids))
         session.execute(update(Upload).where(Upload.file_id.in_(file_ids))
                         .values(file_id=None))
-        session.execute(delete(RecordingFile).where(RecordingFile.recording_id == rec.id))
+        session.execute(delete(RecordingFile).where(RecordingFile.recording_id.in_(ids)))
         for model in (AccessGrant, RestrictionAccess, ReviewDecision, SubjectTold, EvidenceFlag,
                       Hold, AttributionConflict):
-            session.execute(delete(model).where(model.recording_id == rec.id))
+            session.execute(delete(model).where(model.recording_id.in_(ids)))
         session.execute(delete(RecordingRestriction).where(
-            RecordingRestriction.recording_id == rec.id))
-        session.flush()
+            RecordingRestriction.recording_id.in_(ids)))
         # Blob rows go with their bytes, unless another file arrived for them meanwhile (its
         # upload holds the row's lock until it commits, so take the lock before looking).
-        session.execute(select(Blob.sha256).where(Blob.sha256.in_(shas))
-                        .order_by(Blob.sha256).with_for_update()).all()
-        for sha in shas:
-            if not session.scalar(select(exists().where(RecordingFile.sha256 == sha))):
-                session.execute(delete(Blob).where(Blob.sha256 == sha))
-        session.expunge(rec)
-        session.execute(delete(Recording).where(Recording.id == recording_id))
-        tomb = session.scalars(select(Tombstone).where(
-            Tombstone.recording_id == recording_id)).one()
-        tomb.finished_at = clock.now()
-        freed = sum(sizes.values())
-        record(session, clock=clock, actor=actor, action="recording.deleted",
-               object_type="recording", object_id=str(recording_id), reason=tomb.rule,
-               details={"tombstone": tomb.id, "blobs_deleted": len(shas),
-                        "bytes_deleted": freed, "total_size": tomb.total_size})
+        mine = sorted({sha for rid in ids for sha in blobs[rid]})
+        if mine:
+            _lock_blobs(session, mine)
+            session.execute(delete(Blob).where(
+                Blob.sha256.in_(mine),
+                ~exists().where(RecordingFile.sha256 == Blob.sha256)))
+        session.execute(delete(Recording).where(Recording.id.in_(ids)))
+        now = clock.now()
+        session.execute(update(Tombstone).where(Tombstone.recording_id.in_(ids))
+                        .values(finished_at=now))
+        tombs = {t.recording_id: t for t in session.scalars(
+            select(Tombstone).where(Tombstone.recording_id.in_(ids)))}
+        for rid in ids:
+            tomb = tombs[rid]
+            freed[rid] = sum(sizes.get(sha, 0) for sha in blobs[rid])
+            record(session, clock=clock, actor=actor, action="recording.deleted",
+                   object_type="recording", object_id=str(rid), reason=tomb.rule,
+                   details={"tombstone": tomb.id, "blobs_deleted": len(blobs[rid]),
+                            "bytes_deleted": freed[rid], "total_size": tomb.total_size})
     return freed
+
+
+def finish(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
+           recording_id: uuid.UUID, actor: Actor = SWEEP) -> int | None:
+    """Steps 2 and 3 for one recording marked `deleting`; returns the bytes it freed (None if
+    another sweep finished it first). A storage failure is raised."""
+    failed: dict[uuid.UUID, str] = {}
+    freed = finish_many(sessions, clock=clock, store=store, recording_ids=[recording_id],
+                        actor=actor, failed=failed)
+    if failed:
+        raise StorageError(failed[recording_id])
+    return freed.get(recording_id)
 
 
 def run_sweep(sessions: sessionmaker[Session], *, clock: Clock, settings: Settings,
               store: BlobStore, batch: int | None = None,
               max_batches: int | None = None) -> SweepResult:
     """Resume unfinished deletions, then delete due recordings batch by batch until none is
-    left (or `max_batches`)."""
+    left (or `max_batches`): each batch decided in one transaction (rows locked, the rule
+    re-checked per recording, a tombstone and an audit event each), its blobs deleted together,
+    then finished in one transaction."""
     result = SweepResult()
     batch = batch or settings.retention_batch
     with transaction(sessions) as session:
@@ -206,37 +277,41 @@ def run_sweep(sessions: sessionmaker[Session], *, clock: Clock, settings: Settin
     with transaction(sessions) as session:
         unfinished = list(session.scalars(select(Recording.id).where(
             Recording.retention_state == "deleting")))
-    for rid in unfinished:
-        _finish_one(sessions, clock=clock, store=store, rid=rid, result=result)
-        result.resumed += 1
+    for start in range(0, len(unfinished), batch):
+        _finish_batch(sessions, clock=clock, store=store, ids=unfinished[start:start + batch],
+                      result=result)
+        result.resumed += len(unfinished[start:start + batch])
     batches = 0
     while max_batches is None or batches < max_batches:
         batches += 1
         with transaction(sessions) as session:
             due = _due(session, now=clock.now(), batch=batch)
+            facts = facts_of_many(session, due)
             decided = []
             for rec in due:
-                if decide(session, clock=clock, settings=settings, rec=rec):
+                if decide(session, clock=clock, settings=settings, rec=rec, facts=facts[rec.id]):
                     decided.append(rec.id)
                 else:
                     result.kept += 1
-        for rid in decided:
-            _finish_one(sessions, clock=clock, store=store, rid=rid, result=result)
+        _finish_batch(sessions, clock=clock, store=store, ids=decided, result=result)
         if len(due) < batch:
             break
     return result
 
 
-def _finish_one(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
-                rid: uuid.UUID, result: SweepResult) -> None:
+def _finish_batch(sessions: sessionmaker[Session], *, clock: Clock, store: BlobStore,
+                  ids: list[uuid.UUID], result: SweepResult) -> None:
+    failed: dict[uuid.UUID, str] = {}
     try:
-        freed = finish(sessions, clock=clock, store=store, recording_id=rid)
-        if freed is not None:
-            result.bytes_deleted += freed
-            result.deleted += 1
-    except Exception as exc:  # noqa: BLE001 - one recording's storage failure must not stop the rest
-        log.exception("retention sweep: recording %s left deleting", rid)
-        result.failed.append(f"{rid}: {exc}")
+        freed = finish_many(sessions, clock=clock, store=store, recording_ids=ids,
+                            failed=failed)
+    except Exception as exc:  # noqa: BLE001 - one batch's failure must not stop the rest
+        log.exception("retention sweep: %d recordings left deleting", len(ids))
+        result.failed += [f"{rid}: {exc}" for rid in ids]
+        return
+    result.failed += [f"{rid}: {why}" for rid, why in failed.items()]
+    result.deleted += len(freed)
+    result.bytes_deleted += sum(freed.values())
 
 
 @dataclass(frozen=True)
