@@ -73,8 +73,8 @@ def reset_peak() -> None:
 
 def seed(runtime: Runtime, n: int, files: int, chunk: int) -> float:
     """n expired recordings of `files` tiny files each; returns seconds taken."""
-    from evidence_locker.fleet import service as fleet
     from evidence_locker.audit.service import Actor
+    from evidence_locker.fleet import service as fleet
 
     actor = Actor(type="system", name="bench")
     clock = runtime.clock
