@@ -121,3 +121,41 @@ def run(
         typer.echo(f"FAILED {line}", err=True)
     if result.failed:
         raise typer.Exit(code=1)
+
+
+@app.command("tombstones")
+def tombstones_command(
+    csv_file: Annotated[str | None, typer.Option(
+        "--csv", help="Write the CSV here (written to a temporary file, then renamed).")] = None,
+    unit: Annotated[str | None, typer.Option("--unit", help="Only this unit's subtree.")] = None,
+) -> None:
+    """What the sweep deleted: one row per finished tombstone (no footage), audited."""
+    import os
+    from pathlib import Path
+
+    from evidence_locker.lifecycle import records
+
+    settings = Settings()
+    out = None
+    try:
+        with cli_transaction(settings) as session:
+            lines = records.csv_lines(records.tombstone_rows(session, unit=unit))
+            if csv_file is None:
+                for line in lines:
+                    typer.echo(line, nl=False)
+            else:
+                out = Path(csv_file)
+                tmp = out.with_name(out.name + ".tmp")
+                n = -1
+                with open(tmp, "w", newline="") as fh:
+                    for line in lines:
+                        fh.write(line)
+                        n += 1
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, out)
+                typer.echo(f"{n} tombstones written to {out}")
+            records.audit_export(session, clock=SystemClock(), actor=cli_actor(), via="cli",
+                                 filters={k: v for k, v in (("unit", unit),) if v})
+    except LookupError as exc:
+        raise fail(str(exc)) from exc
