@@ -9,6 +9,7 @@ import io
 import uuid
 
 from sqlalchemy import func, select
+from test_sweep import shas_of
 
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
@@ -16,7 +17,6 @@ from evidence_locker.lifecycle import records
 from evidence_locker.lifecycle.models import Tombstone
 from evidence_locker.lifecycle.sweep import run_sweep
 from life_helpers import locker, locker_env, seed_past
-from test_sweep import shas_of
 
 
 def _swept(client, runtime, force, clock, store, n: int) -> dict[str, list[str]]:
