@@ -24,6 +24,7 @@ from evidence_locker.catalogue.models import (
 )
 from evidence_locker.catalogue.queries import Filters
 from evidence_locker.fleet.models import Officer, Unit
+from evidence_locker.lifecycle.models import EvidenceFlag
 
 
 def reference(stmt: Select[Any], p: Principal, session: Session, f: Filters) -> Select[Any]:
@@ -65,4 +66,11 @@ def reference(stmt: Select[Any], p: Principal, session: Session, f: Filters) -> 
     if f.sha256 is not None:
         stmt = stmt.where(Recording.id.in_(
             select(RecordingFile.recording_id).where(RecordingFile.sha256 == f.sha256.lower())))
+    if f.reference is not None:
+        stmt = stmt.where(Recording.id.in_(select(EvidenceFlag.recording_id).where(
+            EvidenceFlag.reference == f.reference, EvidenceFlag.withdrawn_at.is_(None))))
+    if f.due_before is not None:
+        # What is due for deletion, soonest first.
+        return stmt.where(Recording.delete_after <= f.due_before) \
+            .order_by(Recording.delete_after, Recording.id)
     return stmt.order_by(Recording.sort_at.desc(), Recording.id.desc())

@@ -28,12 +28,14 @@ from evidence_locker.catalogue.models import (
     RecordingRestriction,
     RestrictionAccess,
 )
-from evidence_locker.catalogue.queries import Filters, scope_of, search
+from evidence_locker.catalogue.queries import Filters, count_by_unit, scope_of, search
 from evidence_locker.db import transaction
 from evidence_locker.fleet.models import Officer, Unit
+from evidence_locker.lifecycle.models import CategoryVersion, EvidenceFlag
 from search_reference import reference
 
 T0 = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+REFERENCES = ("CR/1/26", "CR/2/26", "CR/3/26")
 USERS = list(range(1, 9))  # the principals' user ids; random access lists name them
 # (code, parent): a force, two commands, five units, one unit nested a level deeper.
 TREE = (("F", None), ("C1", "F"), ("C2", "F"), ("U1", "C1"), ("U2", "C1"), ("U3", "C1"),
@@ -73,6 +75,9 @@ def build(session: Session, rng: random.Random) -> tuple[dict[str, int], list[in
                         camera_recording_id=f"R{n}", officer_id=officer, unit_id=unit,
                         received_at=at, sort_at=at,
                         state=rng.choice(["complete", "incomplete"]),
+                        # Deadlines on a few instants too (ties), now and then none (held).
+                        delete_after=None if rng.random() < 0.15 else
+                        T0 + dt.timedelta(days=31, hours=rng.randrange(0, 24 * 10, 6)),
                         # Now and then one the sweep has decided to delete: listed to nobody.
                         retention_state="deleting" if rng.random() < 0.05 else "live")
         session.add(rec)
@@ -83,6 +88,16 @@ def build(session: Session, rng: random.Random) -> tuple[dict[str, int], list[in
     session.flush()
     for uid in USERS:
         session.add(User(id=uid, username=f"user{uid}", role="officer", created_at=T0))
+    session.flush()
+    # Evidence flags with a few crime references, some withdrawn (they no longer match).
+    session.add(CategoryVersion(id=1, name="crime", version=1, kind="review", days=365,
+                                applied_at=T0))
+    session.flush()
+    for rec in session.scalars(select(Recording).order_by(Recording.id)):
+        for _ in range(rng.choice([0, 0, 0, 1, 2])):
+            session.add(EvidenceFlag(recording_id=rec.id, category_id=1,
+                                     reference=rng.choice(REFERENCES), flagged_at=T0,
+                                     withdrawn_at=T0 if rng.random() < 0.3 else None))
     session.flush()
     # About one recording in eight restricted, a third of those post-incident, each with a random
     # access list of the principals' users.
@@ -137,6 +152,9 @@ def random_filters(rng: random.Random, units: dict[str, int], officers: list[int
         else None,
         state=rng.choice(["complete", "incomplete"]) if rng.random() < 0.2 else None,
         sha256=rng.choice(shas) if rng.random() < 0.1 else None,
+        reference=rng.choice(REFERENCES) if rng.random() < 0.15 else None,
+        due_before=T0 + dt.timedelta(days=31, hours=rng.randrange(0, 24 * 11, 6))
+        if rng.random() < 0.3 else None,
     )
 
 
@@ -160,6 +178,13 @@ def test_search_pages_match_the_visibility_rule(runtime) -> None:
                     if cursor is None:
                         break
                 assert got == want, (p, f, limit)
+                # The due page's per-unit summary counts exactly what the list shows.
+                units_of = dict(s.execute(select(Recording.id, Unit.code).outerjoin(
+                    Unit, Unit.id == Recording.unit_id).where(Recording.id.in_(want))).all())
+                per_unit: dict[str | None, int] = {}
+                for rid in want:
+                    per_unit[units_of[rid]] = per_unit.get(units_of[rid], 0) + 1
+                assert dict(count_by_unit(s, principal=p, filters=f)) == per_unit, (p, f)
                 checked += 1
                 nonempty += bool(want)
     # The random cases must exercise something: most of them find rows.

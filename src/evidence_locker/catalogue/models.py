@@ -48,6 +48,7 @@ class Recording(Base):
         Index("ix_recordings_received_device", "received_at", "device_id"),
         # The retention sweep and the due-for-deletion list (lifecycle/).
         Index("ix_recordings_delete_after", "delete_after"),
+        Index("ix_recordings_unit_due", "unit_id", "delete_after", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

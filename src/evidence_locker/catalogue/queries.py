@@ -34,6 +34,7 @@ from evidence_locker.catalogue.rules import missing_files
 from evidence_locker.catalogue.service import expected_slots, present_slots
 from evidence_locker.clock import Clock
 from evidence_locker.fleet.models import Device, Officer, Unit
+from evidence_locker.lifecycle.models import EvidenceFlag
 
 STATES = ("incomplete", "complete")
 
@@ -51,6 +52,29 @@ class Filters:
     until: dt.datetime | None = None
     state: str | None = None
     sha256: str | None = None
+    reference: str | None = None  # an active evidence flag's crime/case reference
+    # Due for deletion by this time (the stored deadline; the sweep re-checks): soonest first.
+    due_before: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Order:
+    """The key a search pages by: newest recorded first, or soonest due for deletion."""
+    column: Any
+    descending: bool
+
+
+NEWEST = _Order(Recording.sort_at, descending=True)
+SOONEST_DUE = _Order(Recording.delete_after, descending=False)
+
+
+def due_before(clock: Clock, days: int | None) -> dt.datetime | None:
+    """`due_within_days` as the instant the filter compares deadlines with."""
+    return None if days is None else clock.now() + dt.timedelta(days=days)
+
+
+def order_of(f: Filters) -> _Order:
+    return SOONEST_DUE if f.due_before is not None else NEWEST
 
 
 def encode_cursor(sort_at: dt.datetime, rec_id: uuid.UUID) -> str:
@@ -156,10 +180,18 @@ def _conditions(session: Session, f: Filters, cursor: str | None) -> list[Any] |
     if f.sha256 is not None:
         conds.append(Recording.id.in_(
             select(RecordingFile.recording_id).where(RecordingFile.sha256 == f.sha256.lower())))
+    if f.reference is not None:
+        conds.append(Recording.id.in_(
+            select(EvidenceFlag.recording_id).where(EvidenceFlag.reference == f.reference,
+                                                    EvidenceFlag.withdrawn_at.is_(None))))
+    if f.due_before is not None:
+        conds.append(Recording.delete_after <= f.due_before)
     if cursor:
         at, rid = decode_cursor(cursor)
-        # A row comparison, so the database can seek in (…, sort_at, id) instead of filtering.
-        conds.append(tuple_(Recording.sort_at, Recording.id) < tuple_(at, rid))
+        # A row comparison, so the database can seek in (…, key, id) instead of filtering.
+        order = order_of(f)
+        row = tuple_(order.column, Recording.id)
+        conds.append(row < tuple_(at, rid) if order.descending else row > tuple_(at, rid))
     return conds
 
 
@@ -170,20 +202,28 @@ _MAX_UNION_BRANCHES = 200
 _Keys = Select[dt.datetime, uuid.UUID]
 
 
-def _newest_first(stmt: _Keys, n: int) -> _Keys:
-    return stmt.order_by(Recording.sort_at.desc(), Recording.id.desc()).limit(n)
+def _ordered(stmt: _Keys, n: int, order: _Order, key: Any = None, rid: Any = None) -> _Keys:
+    key = order.column if key is None else key
+    rid = Recording.id if rid is None else rid
+    if order.descending:
+        return stmt.order_by(key.desc(), rid.desc()).limit(n)
+    return stmt.order_by(key.asc(), rid.asc()).limit(n)
 
 
 def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
-               narrow: bool = False) -> _Keys:
-    """The (sort_at, id) of the page, each branch an ordered scan of one index that stops after
-    `n` rows: (unit_id, sort_at, id) per unit in scope, (officer_id, sort_at, id) for the
-    officer's own. A single `unit_id IN (…) OR officer_id = …` would make the database read
-    every row of the window and sort them (bench/scale.py measured seconds at 10 M rows).
-    Restricted recordings leave those branches through an anti-join on the small restrictions
-    table and come back, for the people on their lists, from one branch over the caller's
-    access-list entries."""
-    keys = (Recording.sort_at, Recording.id)
+               narrow: bool = False, order: _Order = NEWEST) -> _Keys:
+    """The (key, id) of the page (key: sort_at, or delete_after for the due search), each
+    branch an ordered scan of one index that stops after `n` rows: (unit_id, key, id) per unit
+    in scope, (officer_id, sort_at, id) for the officer's own. A single `unit_id IN (…) OR
+    officer_id = …` would make the database read every row of the window and sort them
+    (bench/scale.py measured seconds at 10 M rows). Restricted recordings leave those branches
+    through an anti-join on the small restrictions table and come back, for the people on their
+    lists, from one branch over the caller's access-list entries."""
+    keys = (order.column.label("k"), Recording.id)
+
+    def _newest_first(stmt: _Keys, n: int) -> _Keys:
+        return _ordered(stmt, n, order)
+
     filters = conds
     conds = [*conds, _hidden(scope.hide)]
     branches: list[_Keys] = []
@@ -216,9 +256,9 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
             .table_valued("unit_id").render_derived(name="scope_unit")
         per_unit = _newest_first(
             select(*keys).where(Recording.unit_id == unit.c.unit_id, *conds), n).lateral("r")
-        branches.append(select(per_unit.c.sort_at, per_unit.c.id)
-                        .select_from(unit).join(per_unit, true())
-                        .order_by(per_unit.c.sort_at.desc(), per_unit.c.id.desc()).limit(n))
+        branches.append(_ordered(select(per_unit.c.k, per_unit.c.id)
+                                 .select_from(unit).join(per_unit, true()),
+                                 n, order, per_unit.c.k, per_unit.c.id))
     elif len(units) > _MAX_UNION_BRANCHES:
         branches.append(_newest_first(select(*keys).where(Recording.unit_id.in_(units), *conds), n))
     else:
@@ -233,30 +273,62 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
         return branches[0]
     # UNION, not UNION ALL: one's own recording in one's own unit comes from two branches.
     merged = union(*(select(*b.subquery().c) for b in branches)).subquery()
-    return select(merged.c.sort_at, merged.c.id) \
-        .order_by(merged.c.sort_at.desc(), merged.c.id.desc()).limit(n)
+    return _ordered(select(merged.c.k, merged.c.id), n, order, merged.c.k, merged.c.id)
 
 
 def search(
     session: Session, *, principal: Principal, filters: Filters, limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[Recording], str | None]:
-    """Newest first, by (sort_at, id); the cursor is the last row seen, so pages stay stable
+    """Newest first, by (sort_at, id), or soonest due first, by (delete_after, id), when the
+    filters ask what is due for deletion; the cursor is the last row seen, so pages stay stable
     while new footage arrives."""
     scope = _scope(session, principal, filters)
     conds = _conditions(session, filters, cursor) if scope is not None else None
     if scope is None or conds is None:
         return [], None
-    narrow = any(v is not None for v in (filters.officer, filters.device, filters.sha256))
-    keys = session.execute(_page_keys(session, scope, conds, limit + 1, narrow)).all()
+    narrow = any(v is not None for v in (filters.officer, filters.device, filters.sha256,
+                                         filters.reference))
+    keys = session.execute(_page_keys(session, scope, conds, limit + 1, narrow,
+                                      order_of(filters))).all()
     next_cursor = None
     if len(keys) > limit:
         keys = keys[:limit]
-        next_cursor = encode_cursor(keys[-1].sort_at, keys[-1].id)
+        next_cursor = encode_cursor(keys[-1].k, keys[-1].id)
     ids = [k.id for k in keys]
     loaded = {r.id: r for r in session.scalars(
         select(Recording).where(Recording.id.in_(ids)).options(selectinload(Recording.files)))}
     return [loaded[i] for i in ids], next_cursor
+
+
+def count_by_unit(session: Session, *, principal: Principal,
+                  filters: Filters) -> list[tuple[str | None, int]]:
+    """How many recordings `search` would list with these filters, per unit code (None: no
+    unit), in one grouped query: the due page's summary. The same scope as `search`'s
+    branches, so a count never reveals a restricted recording the list would not show."""
+    scope = _scope(session, principal, filters)
+    conds = _conditions(session, filters, None) if scope is not None else None
+    if scope is None or conds is None:
+        return []
+    hidden = _hidden(scope.hide)
+    within = [Recording.unit_id.in_(scope.own_units)] if scope.own_units is not None else []
+    seen: list[Any] = []
+    if scope.units is None and scope.own is None:
+        seen.append(hidden)
+    if scope.units:
+        seen.append(and_(Recording.unit_id.in_(scope.units), hidden))
+    if scope.own is not None:
+        seen.append(and_(Recording.officer_id == scope.own, hidden, *within))
+    if scope.listed is not None:
+        seen.append(and_(Recording.id.in_(select(RestrictionAccess.recording_id).where(
+            RestrictionAccess.user_id == scope.listed)), *within))
+    if not seen:
+        return []
+    rows = session.execute(select(Unit.code, func.count(Recording.id))
+                           .select_from(Recording)
+                           .outerjoin(Unit, Unit.id == Recording.unit_id)
+                           .where(or_(*seen), *conds).group_by(Unit.code)).all()
+    return sorted(((code, n) for code, n in rows), key=lambda r: (r[0] is None, r[0] or ""))
 
 
 def scope_of(session: Session, rec: Recording) -> RecordingScope:
@@ -358,6 +430,7 @@ def summary(session: Session, rec: Recording) -> dict[str, Any]:
         "started_at": rec.started_at.isoformat() if rec.started_at else None,
         "received_at": rec.received_at.isoformat(),
         "state": rec.state,
+        "delete_after": rec.delete_after.isoformat() if rec.delete_after else None,
         "clock_suspect": rec.clock_suspect,
         "clips": len(clips),
         "duration_seconds": sum(f.duration_seconds or 0 for f in clips) or None,

@@ -58,13 +58,18 @@ def list_recordings(
     until: dt.datetime | None = Query(None, alias="to"),
     state: str | None = Query(None, max_length=16),
     sha256: str | None = Query(None, pattern="^[0-9a-fA-F]{64}$"),
+    reference: str | None = Query(None, min_length=1, max_length=64,
+                                  description="an evidence flag's crime or case reference"),
+    due_within_days: int | None = Query(
+        None, ge=0, le=366, description="due for deletion within N days, soonest first"),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=400),
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
     filters = queries.Filters(officer=officer, unit=unit, device=device,
                               since=_aware(since, "from"), until=_aware(until, "to"),
-                              state=state, sha256=sha256)
+                              state=state, sha256=sha256, reference=reference,
+                              due_before=queries.due_before(runtime.clock, due_within_days))
     with transaction(runtime.sessions) as session:
         try:
             items, next_cursor = queries.search_recorded(
