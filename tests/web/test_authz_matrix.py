@@ -152,7 +152,7 @@ def _path_values(w: World, key: Key) -> dict[str, str]:
     upload = w.start_upload() if method == "DELETE" and "{upload_id}" in path else w.upload_id
     return {"recording_id": w.restrictable if restriction else w.recording,
             "serial": w.serial, "upload_id": upload, "username": "sergeant1",
-            "path:path": "locker.css", "flag_id": "1", "hold_id": "1"}
+            "path:path": "locker.css", "flag_id": "1", "hold_id": "1", "tombstone_id": "1"}
 
 
 def _url(w: World, key: Key) -> str:

@@ -207,12 +207,12 @@ def to_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
         buf.truncate()
         d = as_dict(e)
         ok = intact(e)
-        writer.writerow([_csv_cell(d[c]) for c in COLUMNS] +
+        writer.writerow([csv_cell(d[c]) for c in COLUMNS] +
                         ["" if ok is None else ("yes" if ok else "NO")])
         yield buf.getvalue()
 
 
-def _csv_cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     """Spreadsheet formula injection: a cell that starts with = + - @ is prefixed with '."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
@@ -226,9 +226,10 @@ def _latin(text: str) -> str:
 
 
 def to_pdf(*, title: str, subject: str, requested_by: str, generated_at: dt.datetime,
-           events: list[AuditEvent], status: ChainStatus, force_name: str) -> bytes:
-    """A self-describing court copy: what it covers, who asked, the chain status, every event
-    with its seq and hash."""
+           events: list[AuditEvent], status: ChainStatus, force_name: str,
+           facts: Iterable[str] = ()) -> bytes:
+    """A self-describing court copy: what it covers (`facts`: lines about the subject, e.g. a
+    deletion's tombstone), who asked, the chain status, every event with its seq and hash."""
     from fpdf import FPDF
     from fpdf.enums import XPos, YPos
 
@@ -246,6 +247,8 @@ def to_pdf(*, title: str, subject: str, requested_by: str, generated_at: dt.date
 
     line(f"{force_name}: {title}", 14, "B", 7)
     line(f"Subject: {subject}")
+    for fact in facts:
+        line(fact)
     line(f"Generated {generated_at.isoformat()} by {requested_by}; {status.events} event(s), "
          f"oldest first. Times are UTC.")
     pdf.ln(2)

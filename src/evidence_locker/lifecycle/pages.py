@@ -1,7 +1,7 @@
 """The "Evidence and retention" page of a recording: its deadline, flags (with their review
 decisions), holds, restriction and whether the subject was told, with the forms the caller's role
-may use; the review queue (/reviews) and the subject-told compliance report
-(/reports/subject-told).
+may use; the review queue (/reviews), what is due for deletion (/retention/due) and the
+subject-told compliance report (/reports/subject-told).
 
 Each form posts to its own route (so the authorisation table names exactly who may do what) and
 calls the same service function as the JSON API, in one transaction with its audit event. A
@@ -286,6 +286,47 @@ def reviews_page(request: Request, days: Annotated[int, Query(ge=0, le=reviews.Q
                                         actor=actor_from(request, principal), days=days,
                                         limit=100, via="web")
     return render(request, "reviews.html", {"page": page, "days": days})
+
+
+#: The due page looks this far ahead unless asked otherwise (a week: the digest's horizon).
+DUE_DAYS_DEFAULT, DUE_DAYS_MAX = 7, 366
+
+
+@router.get("/retention/due")
+def due_page(request: Request,
+             days: Annotated[int, Query(ge=0, le=DUE_DAYS_MAX)] = DUE_DAYS_DEFAULT,
+             unit: Annotated[str | None, Query(max_length=32)] = None,
+             cursor: Annotated[str | None, Query(max_length=400)] = None) -> Response:
+    """What the stored deadlines say the sweep will delete in the next `days` days, among the
+    recordings the caller may see, counted by unit and listed soonest first, each linked to its
+    evidence page so it can be flagged in time. The same search as the API's
+    `?due_within_days=`, audited the same way."""
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not may_view_footage_at_all(principal):
+        return render(request, "no_footage.html", {}, status=403)
+    runtime = runtime_of(request)
+    filters = queries.Filters(unit=unit or None,
+                              due_before=queries.due_before(runtime.clock, days))
+    with transaction(runtime.sessions) as session:
+        try:
+            items, next_cursor = queries.search_recorded(
+                session, clock=runtime.clock, principal=principal,
+                actor=actor_from(request, principal), filters=filters, limit=100,
+                cursor=cursor or None, via="web-due")
+        except queries.QueryError:
+            return render(request, "due.html", {
+                "error": "That page link is out of date: start again from the first page.",
+                "items": [], "by_unit": [], "days": days, "unit": unit or "",
+                "until": filters.due_before, "next_cursor": None}, status=400)
+        by_unit = queries.count_by_unit(
+            session, principal=principal,
+            filters=queries.Filters(due_before=filters.due_before))
+    return render(request, "due.html", {
+        "items": items, "by_unit": by_unit, "days": days, "unit": unit or "",
+        "until": filters.due_before, "next_cursor": next_cursor, "error": None,
+        "total": sum(n for _, n in by_unit)})
 
 
 #: The report page looks back this many days unless asked otherwise (at most a year).

@@ -1,23 +1,34 @@
-"""Deletion is never silent: the tombstones as rows for the force's records manager (CSV).
+"""Deletion is never silent: the tombstones for the force's records manager, as JSON pages, CSV,
+and a deletion certificate per tombstone.
 
 Tombstones hold no footage: what was deleted (camera, recording id, files' SHA-256 and sizes),
-when it was recorded, decided and finished, and by which rule. Reading them is audited like any
-other report, in the same transaction."""
+when it was recorded, decided and finished, and by which rule. A certificate adds the deleted
+recording's audit trail (its deletion decision and its deletion among it) with the chain checked
+and the covering signed checkpoint, so the records manager can show what went, when, why, and
+that the record of it is intact. Reading any of it is audited like any other report, in the same
+transaction."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import datetime as dt
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select, tuple_
 from sqlalchemy.orm import Session
 
+from evidence_locker.audit import reports
+from evidence_locker.audit.models import AuditEvent
 from evidence_locker.audit.service import Actor, record
+from evidence_locker.audit.signing import KeyRing
 from evidence_locker.clock import Clock
-from evidence_locker.fleet.models import Unit
+from evidence_locker.fleet.models import Officer, Unit
 from evidence_locker.lifecycle.models import Tombstone
 
 COLUMNS = ("tombstone", "recording_id", "device_serial", "camera_recording_id", "unit",
@@ -29,24 +40,43 @@ def _iso(value: dt.datetime | None) -> str:
     return value.isoformat() if value is not None else ""
 
 
+class RecordsError(ValueError):
+    """Bad input for a tombstone listing: the message is for the person asking (400)."""
+
+
+def unit_named(session: Session, unit: str | None) -> Unit | None:
+    """The unit a filter names (LookupError: no such unit; None: no filter)."""
+    if unit is None:
+        return None
+    root = session.scalars(select(Unit).where(Unit.code == unit)).one_or_none()
+    if root is None:
+        raise LookupError(f"no unit {unit!r}")
+    return root
+
+
+def _finished(session: Session, *, since: dt.datetime | None, until: dt.datetime | None,
+              unit: str | None) -> Select[Any]:
+    """Finished tombstones deleted in [since, until), in `unit`'s subtree if given."""
+    stmt = select(Tombstone).where(Tombstone.finished_at.is_not(None))
+    if since is not None:
+        stmt = stmt.where(Tombstone.finished_at >= since)
+    if until is not None:
+        stmt = stmt.where(Tombstone.finished_at < until)
+    root = unit_named(session, unit)
+    if root is not None:
+        stmt = stmt.where(Tombstone.unit_id.in_(
+            select(Unit.id).where(Unit.path.startswith(root.path))))
+    return stmt
+
+
 def tombstone_rows(session: Session, *, since: dt.datetime | None = None,
                    until: dt.datetime | None = None, unit: str | None = None,
                    chunk: int = 1000) -> Iterator[tuple[str, ...]]:
     """Finished tombstones (deleted in [since, until), in `unit`'s subtree if given), oldest
     deletion first, read `chunk` rows at a time so a year of deletions is never in memory."""
     codes = {u.id: u.code for u in session.scalars(select(Unit))}
-    stmt = select(Tombstone).where(Tombstone.finished_at.is_not(None))
-    if since is not None:
-        stmt = stmt.where(Tombstone.finished_at >= since)
-    if until is not None:
-        stmt = stmt.where(Tombstone.finished_at < until)
-    if unit is not None:
-        root = session.scalars(select(Unit).where(Unit.code == unit)).one_or_none()
-        if root is None:
-            raise LookupError(f"no unit {unit!r}")
-        stmt = stmt.where(Tombstone.unit_id.in_(
-            select(Unit.id).where(Unit.path.startswith(root.path))))
-    stmt = stmt.order_by(Tombstone.finished_at, Tombstone.id).execution_options(yield_per=chunk)
+    stmt = _finished(session, since=since, until=until, unit=unit) \
+        .order_by(Tombstone.finished_at, Tombstone.id).execution_options(yield_per=chunk)
     for t in session.scalars(stmt):
         files = json.loads(t.files)
         yield (str(t.id), str(t.recording_id), t.device_serial, t.camera_recording_id,
@@ -55,6 +85,90 @@ def tombstone_rows(session: Session, *, since: dt.datetime | None = None,
                _iso(t.received_at), t.rule, _iso(t.deadline), _iso(t.decided_at),
                _iso(t.finished_at), str(len(files)), str(t.total_size),
                " ".join(f"{f['kind']}:{f['sha256']}:{f['size']}" for f in files))
+
+
+def tombstone_json(session: Session, t: Tombstone) -> dict[str, Any]:
+    unit = session.get(Unit, t.unit_id) if t.unit_id is not None else None
+    officer = session.get(Officer, t.officer_id) if t.officer_id is not None else None
+    return {"id": t.id, "recording_id": str(t.recording_id), "device": t.device_serial,
+            "camera_recording_id": t.camera_recording_id,
+            "unit": unit.code if unit else None,
+            "officer": officer.collar if officer else None,
+            "started_at": _iso(t.started_at) or None, "stopped_at": _iso(t.stopped_at) or None,
+            "received_at": _iso(t.received_at), "rule": t.rule,
+            "deadline": _iso(t.deadline) or None, "decided_at": _iso(t.decided_at),
+            "finished_at": _iso(t.finished_at) or None, "total_size": t.total_size,
+            "files": [{k: f.get(k) for k in ("kind", "index", "filename", "sha256", "size",
+                                             "poster_sha256")} for f in json.loads(t.files)]}
+
+
+def _encode(at: dt.datetime, tid: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([at.isoformat(), tid]).encode()) \
+        .decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        at, tid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        when = dt.datetime.fromisoformat(at)
+        if when.tzinfo is None or not isinstance(tid, int) or isinstance(tid, bool):
+            raise ValueError("bad cursor")
+        return when, tid
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        raise RecordsError("invalid cursor") from exc
+
+
+def tombstone_page(session: Session, *, since: dt.datetime | None = None,
+                   until: dt.datetime | None = None, unit: str | None = None, limit: int = 50,
+                   cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of finished tombstones, oldest deletion first; the cursor is the last one seen
+    (the sweep only adds newer ones, so pages stay stable)."""
+    stmt = _finished(session, since=since, until=until, unit=unit)
+    if cursor:
+        at, tid = _decode(cursor)
+        stmt = stmt.where(tuple_(Tombstone.finished_at, Tombstone.id) > tuple_(at, tid))
+    rows = list(session.scalars(stmt.order_by(Tombstone.finished_at, Tombstone.id)
+                                .limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    next_cursor = _encode(last.finished_at, last.id) \
+        if last is not None and last.finished_at is not None else None
+    return [tombstone_json(session, t) for t in rows], next_cursor
+
+
+@dataclass
+class Certificate:
+    tombstone: Tombstone
+    events: list[AuditEvent]
+    chain: reports.ChainStatus
+
+
+def certificate(session: Session, *, tombstone_id: int, keys: KeyRing | None) -> Certificate:
+    """A finished tombstone with the deleted recording's whole audit trail, chain checked
+    (LookupError: no such finished tombstone; an unfinished one is not a deletion yet)."""
+    t = session.get(Tombstone, tombstone_id)
+    if t is None or t.finished_at is None:
+        raise LookupError("no such deletion")
+    events = list(reports.every(session, reports.recording_trail(str(t.recording_id))))
+    return Certificate(t, events, reports.chain_status(session, events, keys=keys))
+
+
+def certificate_facts(session: Session, cert: Certificate) -> list[str]:
+    """The tombstone as lines for the certificate's PDF."""
+    d = tombstone_json(session, cert.tombstone)
+    lines = [f"Recording {d['recording_id']} (camera {d['device']}, its recording "
+             f"{d['camera_recording_id']}); officer {d['officer'] or 'unknown'}, unit "
+             f"{d['unit'] or 'none'}.",
+             f"Recorded {d['started_at'] or 'unknown'} to {d['stopped_at'] or 'unknown'}; "
+             f"received {d['received_at']}.",
+             f"Deleted under the rule '{d['rule']}' (deadline {d['deadline'] or 'none'}): "
+             f"decided {d['decided_at']}, finished {d['finished_at']}; "
+             f"{len(d['files'])} file(s), {d['total_size']} bytes.",
+             "Files deleted (SHA-256, bytes):"]
+    lines += [f"  {f['kind']} {f['index']} {f['filename']}: {f['sha256']} ({f['size']})"
+              for f in d["files"]]
+    return lines
 
 
 def csv_lines(rows: Iterator[tuple[str, ...]]) -> Iterator[str]:
@@ -66,7 +180,8 @@ def csv_lines(rows: Iterator[tuple[str, ...]]) -> Iterator[str]:
     for row in rows:
         buf.seek(0)
         buf.truncate()
-        writer.writerow(row)
+        # Camera serials and file names come from devices: no cell a spreadsheet would run.
+        writer.writerow([reports.csv_cell(v) for v in row])
         yield buf.getvalue()
 
 

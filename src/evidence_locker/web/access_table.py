@@ -77,6 +77,10 @@ REVIEWERS: frozenset[Caller] = frozenset({Role.EVIDENCE_OFFICER})
 REPORT_READERS: frozenset[Caller] = frozenset(
     {Role.SUPERVISOR, Role.EVIDENCE_OFFICER, Role.PROFESSIONAL_STANDARDS, Role.AUDITOR})
 
+#: Tombstones and deletion certificates (lifecycle/record_views.py): the records manager's
+#: roles. A tombstone names a deleted recording's camera, officer and times, no footage.
+TOMBSTONE_READERS: frozenset[Caller] = frozenset({Role.AUDITOR, Role.PROFESSIONAL_STANDARDS})
+
 _RECORDING = "/api/v1/recordings/{recording_id}"
 _UPLOAD = "/api/v1/uploads/{upload_id}"
 
@@ -113,6 +117,8 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("POST", f"{_RECORDING}/flags/{{flag_id}}/review"): REVIEWERS,
     ("PUT", f"{_RECORDING}/subject-told"): FLAGGERS,
     ("GET", "/api/v1/reviews"): REVIEWERS,
+    ("GET", "/api/v1/tombstones"): TOMBSTONE_READERS,
+    ("GET", "/api/v1/tombstones/{tombstone_id}/certificate"): TOMBSTONE_READERS,
     ("GET", "/api/v1/reports/subject-told"): REPORT_READERS,
     ("POST", f"{_RECORDING}/holds"): HOLD_MANAGERS,
     ("POST", f"{_RECORDING}/holds/{{hold_id}}/release"): HOLD_MANAGERS,
@@ -152,6 +158,8 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("POST", "/recordings/{recording_id}/evidence/flags/{flag_id}/review"): REVIEWERS,
     ("POST", "/recordings/{recording_id}/evidence/subject-told"): FLAGGERS,
     ("GET", "/reviews"): REVIEWERS,
+    # What is due for deletion among the recordings one may see (the search's scope).
+    ("GET", "/retention/due"): FOOTAGE,
     ("GET", "/reports/subject-told"): REPORT_READERS,
     ("POST", "/recordings/{recording_id}/evidence/holds"): HOLD_MANAGERS,
     ("POST", "/recordings/{recording_id}/evidence/holds/{hold_id}/release"): HOLD_MANAGERS,
