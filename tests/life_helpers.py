@@ -117,13 +117,19 @@ def locker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def seed_past(client: Any, force: Any, clock: Any, n: int, days_ago: int = 60) -> list[str]:
-    """Recordings received `days_ago` days back, through the real ingest path."""
+def aged(client: Any, force: Any, clock: Any, device: str, name: str,
+         days_ago: float) -> str:
+    """A recording received (and recorded an hour before) `days_ago` days back, through the
+    real ingest path."""
     clock.advance(-days_ago * DAY)
     try:
-        return [record_camera(client, force.dock_token, device="CAM-1", recording=f"OLD{i}",
-                              clip=uuid.uuid4().bytes,
-                              started_at=(clock.now() - dt.timedelta(hours=1)).isoformat())
-                for i in range(n)]
+        return record_camera(client, force.dock_token, device=device, recording=name,
+                             clip=uuid.uuid4().bytes,
+                             started_at=(clock.now() - dt.timedelta(hours=1)).isoformat())
     finally:
         clock.advance(days_ago * DAY)
+
+
+def seed_past(client: Any, force: Any, clock: Any, n: int, days_ago: int = 60) -> list[str]:
+    """Recordings received `days_ago` days back, through the real ingest path."""
+    return [aged(client, force, clock, "CAM-1", f"OLD{i}", days_ago) for i in range(n)]
