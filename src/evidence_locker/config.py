@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     retention_reference_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9/._-]{2,63}$"
     retention_sweep_minute: str = "*/15"
     retention_batch: int = Field(default=200, ge=1)
+    # The weekly digest per unit (lifecycle/digest.py): written as files here (default:
+    # data_dir / "digests") on this cron day of week and hour; "" turns the job off.
+    retention_digest_dir: Path | None = None
+    retention_digest_weekday: str = "1"  # cron: 0 Sunday, 1 Monday, …
+    retention_digest_hour: str = "6"
 
     @field_validator("retention_reference_pattern")
     @classmethod
@@ -218,6 +223,10 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'queue.db').resolve()}"
 
     @cached_property
+    def resolved_retention_digest_dir(self) -> Path:
+        return self.retention_digest_dir or self.data_dir / "digests"
+
+    @property
     def resolved_audit_checkpoint_dir(self) -> Path:
         return self.audit_checkpoint_dir or self.data_dir / "audit-checkpoints"
 

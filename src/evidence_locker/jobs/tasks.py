@@ -44,6 +44,12 @@ def register_tasks(runtime: Runtime) -> None:
     def retention_sweep() -> None:
         retention_sweep_job(runtime)
 
+    def retention_digest() -> None:
+        from evidence_locker.lifecycle.digest import write_digests
+
+        with transaction(runtime.sessions) as session:
+            write_digests(session, clock=runtime.clock, settings=runtime.settings)
+
     jobs.register("probe_file", probe_file)
     jobs.huey.periodic_task(crontab(minute="*/5"), name="upload_housekeeping")(upload_housekeeping)
     jobs.huey.periodic_task(crontab(minute="*/10"), name="requeue_stalled")(requeue_stalled)
@@ -51,6 +57,10 @@ def register_tasks(runtime: Runtime) -> None:
     if runtime.settings.retention_sweep_minute:
         jobs.huey.periodic_task(crontab(minute=runtime.settings.retention_sweep_minute),
                                 name="retention_sweep")(retention_sweep)
+    if runtime.settings.retention_digest_weekday:
+        jobs.huey.periodic_task(crontab(minute="0", hour=runtime.settings.retention_digest_hour,
+                                        day_of_week=runtime.settings.retention_digest_weekday),
+                                name="retention_digest")(retention_digest)
     if runtime.settings.audit_signing_key_file and runtime.settings.audit_checkpoint_minute:
         jobs.huey.periodic_task(crontab(minute=runtime.settings.audit_checkpoint_minute),
                                 name="audit_checkpoint")(audit_checkpoint)

@@ -73,6 +73,28 @@ def plan_command(
     typer.echo(f"{len(due)} recordings due for deletion in the next {days} days")
 
 
+@app.command("digest")
+def digest_command(
+    days: Annotated[int, typer.Option("--days", min=1, max=31, help="Look this many days "
+                                      "ahead.")] = 7,
+    out: Annotated[str | None, typer.Option("--out", help="Write under this directory "
+                                            "(default: the configured digest directory).")]
+    = None,
+) -> None:
+    """Write each unit's digest of what will be deleted in the next N days (one file each)."""
+    from pathlib import Path
+
+    from evidence_locker.lifecycle.digest import write_digests
+
+    settings = Settings()
+    with cli_transaction(settings) as session:
+        paths = write_digests(session, clock=SystemClock(), settings=settings, days=days,
+                              out_dir=Path(out) if out else None, actor=cli_actor())
+    for path in paths:
+        typer.echo(str(path))
+    typer.echo(f"{len(paths)} unit digests written")
+
+
 @app.command("reviews")
 def reviews_command(
     days: Annotated[int, typer.Option("--days", min=0, max=366, help="Due within this many "
