@@ -96,6 +96,9 @@ OFFICERS = 25_000
 DEVICES = 22_000
 PERSONAL_DEVICES = 18_000
 DOCKS = 1_200
+#: Recordings flagged as evidence (a review category: no deadline until a decision); their
+#: crime references are shared by about three recordings each.
+FLAGGED = 0.03
 # Share of recordings started in each hour of the day (UTC), evening peak, quiet small hours.
 HOURLY = (3.5, 2.6, 2.0, 1.5, 1.2, 1.2, 1.8, 2.8, 3.6, 3.9, 4.1, 4.3,
           4.5, 4.6, 4.8, 5.0, 5.3, 5.6, 5.9, 6.1, 6.2, 6.0, 5.2, 4.3)
@@ -280,6 +283,9 @@ def load_fleet(conn: Any, fleet: Fleet, now: dt.datetime) -> None:
         copy_rows(cur, "COPY docks (id, name, station, bays, active, created_at) FROM STDIN",
                   [(d["id"], d["name"], d["station"], d["bays"], True, d["created_at"])
                    for d in fleet.docks])
+        cur.execute("INSERT INTO retention_categories (id, name, version, kind, days, current, "
+                    "applied_at) VALUES (1, 'crime - evidential', 1, 'review', 2190, true, %s)",
+                    (now,))
         for t in ("units", "officers", "devices", "docks"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), "
                         f"(SELECT max(id) FROM {t}))")
@@ -358,9 +364,11 @@ def hour_bounds() -> str:
     return "ARRAY[" + ",".join(f"{b:.6f}" for b in bounds) + "]::float8[]"
 
 
-def day_sql(day_start: dt.datetime, scale: float, last_day: bool, sidecars: bool) -> list[str]:
-    """One day of recordings, files and blobs, generated in PostgreSQL."""
+def day_sql(day_start: dt.datetime, scale: float, last_day: bool, sidecars: bool,
+            per_day: int = 0) -> list[str]:
+    """One day of recordings, files, blobs and evidence flags, generated in PostgreSQL."""
     day = day_start.isoformat()
+    flag_groups = max(1, int(per_day * scale * FLAGGED / 3))
     incomplete = 0.01 if last_day else 0.0005
     normal = "sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random())"
     stmts = [
@@ -382,7 +390,8 @@ def day_sql(day_start: dt.datetime, scale: float, last_day: bool, sidecars: bool
                  1 + (r.c > 0.6)::int + (r.c > 0.88)::int AS nclips,
                  (1.5 + 1.5 * random()) * 1e9 / 3600 AS bytes_per_s,
                  1 + floor(random() * {DOCKS})::int AS dock_id,
-                 random() < {incomplete} AS incomplete
+                 random() < {incomplete} AS incomplete,
+                 random() < {FLAGGED} AS flagged
           FROM bench_officer o
           CROSS JOIN LATERAL generate_series(
               1, floor(o.rate * {scale} * (((o.officer_id + {day_start.toordinal()}) % 8) < 4)::int
@@ -413,7 +422,8 @@ def day_sql(day_start: dt.datetime, scale: float, last_day: bool, sidecars: bool
             unit_id, reported_officer, attribution_issues, camera_started_at, camera_timezone,
             started_at, stopped_at, pre_event_seconds, trigger_on_reason, trigger_off_reason,
             clock_drift_seconds, clock_suspect, clock_note, received_at, sort_at, completed_at,
-            state, sidecar_state, expected_files, model, firmware, bookmarks, lat, lon)
+            state, sidecar_state, expected_files, model, firmware, bookmarks, lat, lon,
+            delete_after, retention_state)
         SELECT b.id, b.serial, to_char(b.started, 'YYYYMMDD-HH24MISS') || '-' || b.officer_id
                                 || '-' || b.seq,
                b.device_id, b.officer_id, b.unit_id, b.collar, '',
@@ -436,7 +446,12 @@ def day_sql(day_start: dt.datetime, scale: float, last_day: bool, sidecars: bool
                b.model, b.firmware,
                CASE WHEN random() < 0.15 THEN '[{"at": 12.5, "label": "bookmark"}]'
                     ELSE '[]' END,
-               51.28 + random() * 0.41, -0.51 + random() * 0.84
+               51.28 + random() * 0.41, -0.51 + random() * 0.84,
+               -- Unflagged: the later of recorded + 31 days and received + 7 (lifecycle/rules);
+               -- flagged for review: kept until a decision (no deadline).
+               CASE WHEN NOT b.flagged THEN greatest(b.sort_at + interval '31 days',
+                                                     b.received + interval '7 days') END,
+               'live'
         FROM bench_day b JOIN (
             SELECT recording_id, json_agg(json_build_object(
                        'kind', kind, 'index', idx, 'filename', filename, 'sha256', sha256,
@@ -458,6 +473,13 @@ def day_sql(day_start: dt.datetime, scale: float, last_day: bool, sidecars: bool
                CASE WHEN f.kind = 'clip' THEN f.started END,
                CASE WHEN f.kind = 'clip' THEN encode(sha256(decode(f.sha256, 'hex')), 'hex') END
         FROM bench_day_files f ORDER BY f.file_received""",
+        # Flagged recordings share crime references, about three recordings to a reference.
+        f"""INSERT INTO evidence_flags (recording_id, category_id, reference, note, flagged_at,
+            review_due_at)
+        SELECT b.id, 1, 'CR/' || to_char(timestamptz '{day}', 'YYMMDD') || '/'
+                        || floor(random() * {flag_groups})::int,
+               '', b.received + interval '1 day', b.sort_at + interval '6 years'
+        FROM bench_day b WHERE b.flagged""",
     ]
     return stmts
 
@@ -532,7 +554,7 @@ def load_catalogue(pg: Any, fleet: Fleet, rows: int, per_day: int, sidecars: boo
                 if remaining <= 0:
                     break
                 td = time.perf_counter()
-                for stmt in day_sql(day_start, scale, d == days - 1, sidecars):
+                for stmt in day_sql(day_start, scale, d == days - 1, sidecars, per_day):
                     cur.execute(stmt)
                 n = scalar(cur, "SELECT count(*) FROM bench_day")
                 conn.commit()
@@ -551,7 +573,7 @@ def load_catalogue(pg: Any, fleet: Fleet, rows: int, per_day: int, sidecars: boo
         conn.autocommit = True
         t = time.perf_counter()
         for tbl in ("recordings", "recording_files", "blobs", "units", "officers", "devices",
-                    "docks"):
+                    "docks", "evidence_flags"):
             conn.execute(f"VACUUM (ANALYZE) {tbl}")
         seconds["VACUUM ANALYZE"] = time.perf_counter() - t
         with conn.cursor() as cur:
@@ -594,7 +616,8 @@ def pick_principal(kind: str, rng: random.Random, fleet: Fleet,
 
 
 QUERIES = ("officer + month", "unit + day", "borough + day", "device + week", "sha256",
-           "first page, no filter", "page 20 (keyset), no filter")
+           "case reference", "due in 7 days", "first page, no filter",
+           "page 20 (keyset), no filter")
 PRINCIPALS = ("professional-standards", "supervisor", "evidence-officer")
 # The API page is timed on these rows' cases.
 API_QUERIES = ("first page, no filter", "page 20 (keyset), no filter")
@@ -643,6 +666,20 @@ def make_case(query: str, who: str, rng: random.Random, fleet: Fleet, loaded: Lo
             if sha:
                 return Case(query, who, Filters(sha256=sha), principal)
         raise RuntimeError("no clip found for the sha256 search")
+    if query == "case reference":
+        for _ in range(200):
+            o = rng.choice(scoped_officers)
+            ref = session.execute(text(
+                "SELECT f.reference FROM recordings r JOIN evidence_flags f "
+                "ON f.recording_id = r.id WHERE r.officer_id = :o "
+                "ORDER BY random() LIMIT 1"), {"o": o["id"]}).scalar()
+            if ref:
+                return Case(query, who, Filters(reference=ref), principal)
+        raise RuntimeError("no flagged recording found for the reference search")
+    if query == "due in 7 days":
+        # What the /retention/due page asks: soonest due first, from the catalogue's "now".
+        return Case(query, who, Filters(due_before=loaded.end + dt.timedelta(days=7)),
+                    principal)
     if query == "first page, no filter":
         return Case(query, who, Filters(), principal)
     return Case(query, who, Filters(), principal, pages_before=19)
