@@ -667,19 +667,22 @@ def make_case(query: str, who: str, rng: random.Random, fleet: Fleet, loaded: Lo
                 return Case(query, who, Filters(sha256=sha), principal)
         raise RuntimeError("no clip found for the sha256 search")
     if query == "case reference":
-        for _ in range(200):
-            o = rng.choice(scoped_officers)
+        # A small unit may have no flag yet: then another principal of the same kind.
+        for _ in range(50):
             ref = session.execute(text(
-                "SELECT f.reference FROM recordings r JOIN evidence_flags f "
-                "ON f.recording_id = r.id WHERE r.officer_id = :o "
-                "ORDER BY random() LIMIT 1"), {"o": o["id"]}).scalar()
-            if ref:
+                "SELECT f.reference FROM evidence_flags f JOIN recordings r "
+                "ON r.id = f.recording_id WHERE r.unit_id = ANY(:units) "
+                "ORDER BY random() LIMIT 1"), {"units": [u["id"] for u in scope]}).scalar()
+            if ref is not None:
                 return Case(query, who, Filters(reference=ref), principal)
-        raise RuntimeError("no flagged recording found for the reference search")
+            principal, scope = pick_principal(who, rng, fleet, officers_by_unit)
+        raise RuntimeError("no flagged recording in scope for the reference search")
     if query == "due in 7 days":
-        # What the /retention/due page asks: soonest due first, from the catalogue's "now".
-        return Case(query, who, Filters(due_before=loaded.end + dt.timedelta(days=7)),
-                    principal)
+        # What the /retention/due page asks: soonest due first, a week ahead of the catalogue's
+        # "now" (or, for a catalogue younger than 24 days, of the day its oldest footage falls
+        # due, so the rows have something to find).
+        now = max(loaded.end, loaded.start + dt.timedelta(days=24))
+        return Case(query, who, Filters(due_before=now + dt.timedelta(days=7)), principal)
     if query == "first page, no filter":
         return Case(query, who, Filters(), principal)
     return Case(query, who, Filters(), principal, pages_before=19)
