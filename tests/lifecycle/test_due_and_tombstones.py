@@ -10,12 +10,11 @@ import datetime as dt
 import io
 
 from sqlalchemy import func, select
-from test_sweep import shas_of
+from test_records import swept
 
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
-from evidence_locker.lifecycle.sweep import run_sweep
-from life_helpers import aged, configure, flag, seed_past
+from life_helpers import aged, configure, flag
 from support import bearer
 
 DAY = dt.timedelta(days=1)
@@ -81,17 +80,9 @@ def test_due_lists_soonest_first_in_the_callers_scope(client, runtime, force, cl
         assert _due(client, tokens[who]).status_code == 403, who
 
 
-def _swept(client, runtime, force, clock, store, n: int) -> dict[str, list[str]]:
-    rids = seed_past(client, force, clock, n)
-    shas = {rid: shas_of(runtime, rid) for rid in rids}
-    result = run_sweep(runtime.sessions, clock=clock, settings=runtime.settings, store=store)
-    assert (result.deleted, result.failed) == (n, [])
-    return shas
-
-
 def test_tombstones_listed_exported_and_certified(client, runtime, force, clock,
                                                  lifecycle_store) -> None:
-    shas = _swept(client, runtime, force, clock, lifecycle_store, 3)
+    shas = swept(client, runtime, force, clock, lifecycle_store, 3)
     auditor = bearer(force.tokens["auditor"])
 
     got: list[dict] = []
@@ -139,7 +130,7 @@ def test_tombstones_listed_exported_and_certified(client, runtime, force, clock,
 
 def test_tombstone_reads_refused_and_bad_input(client, runtime, force, clock,
                                                lifecycle_store) -> None:
-    _swept(client, runtime, force, clock, lifecycle_store, 1)
+    swept(client, runtime, force, clock, lifecycle_store, 1)
     with transaction(runtime.sessions) as s:
         before = s.scalar(select(func.count()).select_from(AuditEvent))
     for who in ("officer1", "sergeant1", "evidence1", "admin", "fleetadmin"):

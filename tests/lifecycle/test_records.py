@@ -19,7 +19,7 @@ from evidence_locker.lifecycle.sweep import run_sweep
 from life_helpers import locker, locker_env, seed_past
 
 
-def _swept(client, runtime, force, clock, store, n: int) -> dict[str, list[str]]:
+def swept(client, runtime, force, clock, store, n: int) -> dict[str, list[str]]:
     rids = seed_past(client, force, clock, n)
     shas = {rid: shas_of(runtime, rid) for rid in rids}
     result = run_sweep(runtime.sessions, clock=clock, settings=runtime.settings, store=store)
@@ -29,7 +29,7 @@ def _swept(client, runtime, force, clock, store, n: int) -> dict[str, list[str]]
 
 def test_csv_names_every_deleted_recording_and_its_files(client, runtime, force, clock,
                                                          lifecycle_store) -> None:
-    shas = _swept(client, runtime, force, clock, lifecycle_store, 3)
+    shas = swept(client, runtime, force, clock, lifecycle_store, 3)
     with transaction(runtime.sessions) as s:
         text = "".join(records.csv_lines(records.tombstone_rows(s, chunk=2)))
         in_other_unit = list(records.tombstone_rows(s, unit="U2"))
@@ -45,7 +45,7 @@ def test_csv_names_every_deleted_recording_and_its_files(client, runtime, force,
 
 def test_cli_writes_the_csv_and_audits_the_export(client, runtime, force, clock, deployment,
                                                   scale_out, lifecycle_store, tmp_path) -> None:
-    shas = _swept(client, runtime, force, clock, lifecycle_store, 2)
+    shas = swept(client, runtime, force, clock, lifecycle_store, 2)
     env = locker_env(runtime, deployment, scale_out)
     out = tmp_path / "tombstones.csv"
     r = locker(env, "retention", "tombstones", "--csv", str(out))

@@ -35,7 +35,7 @@ from evidence_locker.catalogue import queries
 from evidence_locker.db import transaction
 from evidence_locker.runtime import Runtime
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
-from evidence_locker.web.problems import ApiError
+from evidence_locker.web.problems import ApiError, aware
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -64,12 +64,6 @@ def _reader(check: Any) -> Any:
 
 RecordingReader = Annotated[Principal, Depends(_reader(may_read_recording_trails))]
 AllReader = Annotated[Principal, Depends(_reader(may_read_user_trails))]
-
-
-def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ApiError(400, "Bad request", f"{name} needs a UTC offset, e.g. 2026-11-22T08:00Z")
-    return value
 
 
 def key_ring(runtime: Runtime) -> KeyRing | None:
@@ -198,7 +192,7 @@ def recording_trail(
     """Every event about one recording, oldest first: JSON pages (`cursor`), or the whole trail
     (within from/to) as CSV or a PDF court copy with the chain status."""
     return _recording_trail(request, principal, recording_id, fmt=format, limit=limit,
-                            cursor=cursor, since=_aware(since, "from"), until=_aware(until, "to"))
+                            cursor=cursor, since=aware(since, "from"), until=aware(until, "to"))
 
 
 @router.get("/users/{username}", response_model=None, responses=TRAIL_FORMATS)
@@ -212,7 +206,7 @@ def user_trail(
 ) -> Any:
     """Everything one user did, and everything done to their account, oldest first."""
     return _user_trail(request, principal, username, fmt=format, limit=limit, cursor=cursor,
-                       since=_aware(since, "from"), until=_aware(until, "to"))
+                       since=aware(since, "from"), until=aware(until, "to"))
 
 
 @router.get("/alerts")
@@ -224,9 +218,9 @@ def alerts(
     """Unusual access in the window, for professional standards (and auditors): many
     recordings of others, recordings outside one's unit, restricted footage."""
     runtime = runtime_of(request)
-    start = _aware(since, "since")
+    start = aware(since, "since")
     assert start is not None
-    end = _aware(until, "until") or runtime.clock.now()
+    end = aware(until, "until") or runtime.clock.now()
     return _alerts(request, principal, start, end, via="api")
 
 

@@ -25,7 +25,7 @@ from evidence_locker.audit.service import record
 from evidence_locker.catalogue import access, queries, restrictions
 from evidence_locker.db import transaction
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
-from evidence_locker.web.problems import ApiError
+from evidence_locker.web.problems import ApiError, aware
 from evidence_locker.web.ranges import RangeNotSatisfiable, parse_range
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["recordings"])
@@ -39,12 +39,6 @@ def footage_viewer(request: Request) -> Principal:
 
 
 Viewer = Annotated[Principal, Depends(footage_viewer)]
-
-
-def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ApiError(400, "Bad request", f"{name} needs a UTC offset, e.g. 2026-11-22T08:00Z")
-    return value
 
 
 @router.get("")
@@ -67,7 +61,7 @@ def list_recordings(
 ) -> dict[str, Any]:
     runtime = runtime_of(request)
     filters = queries.Filters(officer=officer, unit=unit, device=device,
-                              since=_aware(since, "from"), until=_aware(until, "to"),
+                              since=aware(since, "from"), until=aware(until, "to"),
                               state=state, sha256=sha256, reference=reference,
                               due_before=queries.due_before(runtime.clock, due_within_days))
     with transaction(runtime.sessions) as session:

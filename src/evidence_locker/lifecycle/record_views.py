@@ -21,9 +21,9 @@ from evidence_locker.audit import reports
 from evidence_locker.audit.service import record
 from evidence_locker.audit.views import key_ring
 from evidence_locker.db import transaction
-from evidence_locker.lifecycle import records
+from evidence_locker.lifecycle import records, reviews
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
-from evidence_locker.web.problems import ApiError
+from evidence_locker.web.problems import ApiError, aware
 
 router = APIRouter(prefix="/api/v1/tombstones", tags=["lifecycle"])
 
@@ -45,12 +45,6 @@ def _reader(request: Request) -> Principal:
 Reader = Annotated[Principal, Depends(_reader)]
 
 
-def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ApiError(400, "Bad request", f"{name} needs a UTC offset, e.g. 2026-11-22T08:00Z")
-    return value
-
-
 def _headers(filename: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"}
@@ -68,7 +62,7 @@ def list_tombstones(
 ) -> Any:
     """Finished deletions, oldest first: one page of JSON, or every one as CSV (streamed)."""
     runtime = runtime_of(request)
-    since, until = _aware(since, "from"), _aware(until, "to")
+    since, until = aware(since, "from"), aware(until, "to")
     filters = {k: v for k, v in (("from", since.isoformat() if since else None),
                                  ("to", until.isoformat() if until else None),
                                  ("unit", unit)) if v}
@@ -79,7 +73,7 @@ def list_tombstones(
                     session, since=since, until=until, unit=unit, limit=limit, cursor=cursor)
             else:
                 records.unit_named(session, unit)
-        except records.RecordsError as exc:
+        except reviews.QueueError as exc:
             raise ApiError(400, "Bad request", str(exc)) from exc
         except LookupError as exc:
             raise ApiError(400, "Bad request", str(exc)) from exc

@@ -10,8 +10,6 @@ transaction."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import datetime as dt
 import io
@@ -30,6 +28,7 @@ from evidence_locker.audit.signing import KeyRing
 from evidence_locker.clock import Clock
 from evidence_locker.fleet.models import Officer, Unit
 from evidence_locker.lifecycle.models import Tombstone
+from evidence_locker.lifecycle.reviews import decode_cursor, encode_cursor
 
 COLUMNS = ("tombstone", "recording_id", "device_serial", "camera_recording_id", "unit",
            "officer_id", "started_at", "received_at", "rule", "deadline", "decided_at",
@@ -38,10 +37,6 @@ COLUMNS = ("tombstone", "recording_id", "device_serial", "camera_recording_id", 
 
 def _iso(value: dt.datetime | None) -> str:
     return value.isoformat() if value is not None else ""
-
-
-class RecordsError(ValueError):
-    """Bad input for a tombstone listing: the message is for the person asking (400)."""
 
 
 def unit_named(session: Session, unit: str | None) -> Unit | None:
@@ -102,22 +97,6 @@ def tombstone_json(session: Session, t: Tombstone) -> dict[str, Any]:
                                              "poster_sha256")} for f in json.loads(t.files)]}
 
 
-def _encode(at: dt.datetime, tid: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([at.isoformat(), tid]).encode()) \
-        .decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[dt.datetime, int]:
-    try:
-        at, tid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        when = dt.datetime.fromisoformat(at)
-        if when.tzinfo is None or not isinstance(tid, int) or isinstance(tid, bool):
-            raise ValueError("bad cursor")
-        return when, tid
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
-        raise RecordsError("invalid cursor") from exc
-
-
 def tombstone_page(session: Session, *, since: dt.datetime | None = None,
                    until: dt.datetime | None = None, unit: str | None = None, limit: int = 50,
                    cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -125,14 +104,14 @@ def tombstone_page(session: Session, *, since: dt.datetime | None = None,
     (the sweep only adds newer ones, so pages stay stable)."""
     stmt = _finished(session, since=since, until=until, unit=unit)
     if cursor:
-        at, tid = _decode(cursor)
+        at, tid = decode_cursor(cursor)
         stmt = stmt.where(tuple_(Tombstone.finished_at, Tombstone.id) > tuple_(at, tid))
     rows = list(session.scalars(stmt.order_by(Tombstone.finished_at, Tombstone.id)
                                 .limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if more else None
-    next_cursor = _encode(last.finished_at, last.id) \
+    next_cursor = encode_cursor(last.finished_at, last.id) \
         if last is not None and last.finished_at is not None else None
     return [tombstone_json(session, t) for t in rows], next_cursor
 

@@ -103,12 +103,13 @@ class QueueError(ValueError):
     """Bad paging input (400)."""
 
 
-def _encode(at: dt.datetime, fid: int) -> str:
+def encode_cursor(at: dt.datetime, fid: int) -> str:
+    """A keyset cursor of (time, row id): the review queue's and the tombstones'."""
     raw = json.dumps([at.isoformat(), fid]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[dt.datetime, int]:
+def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
     try:
         at, fid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         when = dt.datetime.fromisoformat(at)
@@ -154,7 +155,7 @@ def review_queue(session: Session, *, clock: Clock, principal: Principal | None,
                    Recording.retention_state == "live"))
     if principal is not None:
         base = base.where(_scope_condition(principal))
-    after = _decode(cursor) if cursor else None
+    after = decode_cursor(cursor) if cursor else None
     items: list[dict[str, Any]] = []
     last: tuple[dt.datetime, int] | None = None
     more = False
@@ -182,7 +183,7 @@ def review_queue(session: Session, *, clock: Clock, principal: Principal | None,
         record(session, clock=clock, actor=actor, action="evidence.review_queue_read",
                object_type="recording",
                details={"days": days, "returned": len(items), "via": via})
-    return QueuePage(items, _encode(*last) if more and last is not None else None, until)
+    return QueuePage(items, encode_cursor(*last) if more and last is not None else None, until)
 
 
 def _queue_item(session: Session, flag: EvidenceFlag, cat: CategoryVersion,

@@ -36,7 +36,7 @@ from evidence_locker.fleet.models import Unit
 from evidence_locker.lifecycle import reviews, rules, service
 from evidence_locker.lifecycle.models import IdempotencyKey, Tombstone
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
-from evidence_locker.web.problems import ApiError
+from evidence_locker.web.problems import ApiError, aware
 
 router = APIRouter(prefix="/api/v1/recordings", tags=["lifecycle"])
 #: The review queue and the compliance report: not under one recording.
@@ -323,16 +323,10 @@ def review_queue(
 REPORT_DAYS_DEFAULT = 28
 
 
-def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ApiError(400, "Bad request", f"{name} needs a UTC offset, e.g. 2026-11-22T08:00Z")
-    return value
-
-
 def subject_told_window(runtime: Any, since: dt.datetime | None,
                         until: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
-    end = _aware(until, "to") or runtime.clock.now()
-    start = _aware(since, "from") or end - dt.timedelta(days=REPORT_DAYS_DEFAULT)
+    end = aware(until, "to") or runtime.clock.now()
+    start = aware(since, "from") or end - dt.timedelta(days=REPORT_DAYS_DEFAULT)
     if end <= start:
         raise ApiError(400, "Bad request", "to must be after from")
     return start, end
