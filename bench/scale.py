@@ -679,9 +679,9 @@ def make_case(query: str, who: str, rng: random.Random, fleet: Fleet, loaded: Lo
         raise RuntimeError("no flagged recording in scope for the reference search")
     if query == "due in 7 days":
         # What the /retention/due page asks: soonest due first, a week ahead of the catalogue's
-        # "now" (or, for a catalogue younger than 24 days, of the day its oldest footage falls
-        # due, so the rows have something to find).
-        now = max(loaded.end, loaded.start + dt.timedelta(days=24))
+        # "now" (for a catalogue younger than 25 days, a week ahead of 25 days after its first
+        # day, so that its oldest day of footage is due and the rows have something to find).
+        now = max(loaded.end, loaded.start + dt.timedelta(days=25))
         return Case(query, who, Filters(due_before=now + dt.timedelta(days=7)), principal)
     if query == "first page, no filter":
         return Case(query, who, Filters(), principal)
