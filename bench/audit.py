@@ -47,7 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchlib import load_services  # noqa: E402
+from benchlib import load_services, proc_status, reset_peak  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
@@ -68,19 +68,6 @@ PURPOSES = (None, None, None, "investigation", "complaint", "disclosure")
 
 def say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def vm(field: str) -> int:
-    """A /proc/self/status field in bytes (VmRSS, VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def reset_peak() -> None:
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
 
 
 def mb(n: float) -> str:
@@ -161,7 +148,7 @@ def load_sqlite(engine: Engine, total: int, chunk: int, seed: int) -> None:
             cur.executemany(sql, [(r[0], sqlite_ts(r[1]), *r[2:16], sqlite_ts(r[16]))
                                   for r in rows])
             cur.execute("COMMIT")
-            say(f"    loaded {rows[-1][0]:,} events, RSS {mb(vm('VmRSS'))}")
+            say(f"    loaded {rows[-1][0]:,} events, RSS {mb(proc_status(os.getpid(), 'VmRSS'))}")
     finally:
         raw.close()
 
@@ -175,7 +162,7 @@ def load_postgres(engine: Engine, total: int, chunk: int, seed: int) -> None:
                 for r in rows:
                     copy.write_row(r)
             raw.commit()
-            say(f"    loaded {rows[-1][0]:,} events, RSS {mb(vm('VmRSS'))}")
+            say(f"    loaded {rows[-1][0]:,} events, RSS {mb(proc_status(os.getpid(), 'VmRSS'))}")
         cur.execute("ANALYZE audit_events")
         raw.commit()
     finally:
@@ -200,7 +187,7 @@ def append_part(factory: sessionmaker[Session], n: int) -> dict[str, Any]:
     linked = chain.sequence_pending(factory, clock=clock, batch=1000)
     link = time.perf_counter() - t
     return {"events": n, "write_s": write, "write_eps": n / write, "linked": linked,
-            "link_eps": linked / link, "rss": vm("VmHWM")}
+            "link_eps": linked / link, "rss": proc_status(os.getpid(), "VmHWM")}
 
 
 def latency_part(factory: sessionmaker[Session], engine: Engine, pairs: int) -> dict[str, Any]:
@@ -293,7 +280,7 @@ def verify_part(factory: sessionmaker[Session], batches: list[int],
             spy.wait(30)
         assert report.ok, report.problem
         out.append({"batch": batch, "events": report.checked, "s": took,
-                    "eps": report.checked / took, "rss": vm("VmHWM")})
+                    "eps": report.checked / took, "rss": proc_status(os.getpid(), "VmHWM")})
     return out
 
 
@@ -471,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"limit: hashlib.sha256 over {total_bytes / 1e6:,.0f} MB: one stream "
             f"{lim['stream_s']:.2f} s, one hash per event {lim['per_event_s']:.2f} s; "
             f"target verify >= 0.5 x stream limit = <= {2 * lim['stream_s']:.1f} s")
-    say(f"peak RSS of this process over the run: {mb(vm('VmHWM'))} (reset per figure)")
+    peak = proc_status(os.getpid(), "VmHWM")
+    say(f"peak RSS of this process over the run: {mb(peak)} (reset per figure)")
     if args.json:
         args.json.write_text(json.dumps({"limit": lim, "bytes": total_bytes,
                                          "results": results}, indent=2, default=str))

@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchlib import load_services  # noqa: E402
+from benchlib import load_services, proc_status, reset_peak  # noqa: E402
 from sqlalchemy import delete, func, insert, select  # noqa: E402
 
 from evidence_locker.catalogue.models import Blob, Recording, RecordingFile  # noqa: E402
@@ -57,18 +57,6 @@ KINDS = (("clip", "clip.mp4"), ("sidecar", "sidecar.json"), ("track", "track.gpx
 
 def say(msg: str) -> None:
     print(msg, flush=True)
-
-
-def vm(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def reset_peak() -> None:
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
 
 
 def seed(runtime: Runtime, n: int, files: int, chunk: int) -> float:
@@ -267,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_sweep(runtime.sessions, clock=runtime.clock, settings=runtime.settings,
                            store=store, batch=args.batch)
         sweep_s = time.perf_counter() - t
-        peak = vm("VmHWM")
+        peak = proc_status(os.getpid(), "VmHWM")
         say(f"sweep: {result.deleted:,} deleted, {result.kept} kept, {len(result.failed)} failed "
             f"in {sweep_s:.1f} s")
         check_empty(runtime, n, sample)

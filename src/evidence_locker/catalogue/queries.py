@@ -63,6 +63,17 @@ class _Order:
     column: Any
     descending: bool
 
+    def first(self, stmt: _Keys, n: int) -> _Keys:
+        """The first `n` recordings of `stmt` in this order."""
+        return self.first_of(stmt, n, self.column, Recording.id)
+
+    def first_of(self, stmt: _Keys, n: int, key: Any, rid: Any) -> _Keys:
+        """The first `n` rows of `stmt` in this order of its columns `key` and `rid` (a
+        subquery's, when merging branches)."""
+        if self.descending:
+            return stmt.order_by(key.desc(), rid.desc()).limit(n)
+        return stmt.order_by(key.asc(), rid.asc()).limit(n)
+
 
 NEWEST = _Order(Recording.sort_at, descending=True)
 SOONEST_DUE = _Order(Recording.delete_after, descending=False)
@@ -202,14 +213,6 @@ _MAX_UNION_BRANCHES = 200
 _Keys = Select[dt.datetime, uuid.UUID]
 
 
-def _ordered(stmt: _Keys, n: int, order: _Order, key: Any = None, rid: Any = None) -> _Keys:
-    key = order.column if key is None else key
-    rid = Recording.id if rid is None else rid
-    if order.descending:
-        return stmt.order_by(key.desc(), rid.desc()).limit(n)
-    return stmt.order_by(key.asc(), rid.asc()).limit(n)
-
-
 def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
                narrow: bool = False, order: _Order = NEWEST) -> _Keys:
     """The (key, id) of the page (key: sort_at, or delete_after for the due search), each
@@ -221,9 +224,6 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
     lists, from one branch over the caller's access-list entries."""
     keys = (order.column.label("k"), Recording.id)
 
-    def _newest_first(stmt: _Keys, n: int) -> _Keys:
-        return _ordered(stmt, n, order)
-
     filters = conds
     conds = [*conds, _hidden(scope.hide)]
     branches: list[_Keys] = []
@@ -234,9 +234,9 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
         listed = [Recording.id.in_(mine), *filters]
         if scope.own_units is not None:
             listed.append(Recording.unit_id.in_(scope.own_units))
-        branches.append(_newest_first(select(*keys).where(*listed), n))
+        branches.append(order.first(select(*keys).where(*listed), n))
     if scope.units is None and scope.own is None:
-        everything = _newest_first(select(*keys).where(*conds), n)
+        everything = order.first(select(*keys).where(*conds), n)
         if not branches:
             return everything
         branches.append(everything)
@@ -249,31 +249,31 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
             seen.append(and_(Recording.officer_id == scope.own,
                              *([Recording.unit_id.in_(scope.own_units)]
                                if scope.own_units is not None else [])))
-        branches.append(_newest_first(select(*keys).where(or_(*seen), *conds), n))
+        branches.append(order.first(select(*keys).where(or_(*seen), *conds), n))
     elif len(units) > 1 and session.get_bind().dialect.name == "postgresql":
         # One LATERAL branch per unit, the list passed as one array parameter.
         unit = func.unnest(bindparam("scope_units", units, type_=ARRAY(Integer))) \
             .table_valued("unit_id").render_derived(name="scope_unit")
-        per_unit = _newest_first(
+        per_unit = order.first(
             select(*keys).where(Recording.unit_id == unit.c.unit_id, *conds), n).lateral("r")
-        branches.append(_ordered(select(per_unit.c.k, per_unit.c.id)
-                                 .select_from(unit).join(per_unit, true()),
-                                 n, order, per_unit.c.k, per_unit.c.id))
+        branches.append(order.first_of(select(per_unit.c.k, per_unit.c.id)
+                                       .select_from(unit).join(per_unit, true()),
+                                       n, per_unit.c.k, per_unit.c.id))
     elif len(units) > _MAX_UNION_BRANCHES:
-        branches.append(_newest_first(select(*keys).where(Recording.unit_id.in_(units), *conds), n))
+        branches.append(order.first(select(*keys).where(Recording.unit_id.in_(units), *conds), n))
     else:
-        branches += [_newest_first(select(*keys).where(Recording.unit_id == u, *conds), n)
+        branches += [order.first(select(*keys).where(Recording.unit_id == u, *conds), n)
                      for u in units]
     if scope.own is not None and not (narrow and units):
         mine_conds = [Recording.officer_id == scope.own, *conds]
         if scope.own_units is not None:
             mine_conds.append(Recording.unit_id.in_(scope.own_units))
-        branches.append(_newest_first(select(*keys).where(*mine_conds), n))
+        branches.append(order.first(select(*keys).where(*mine_conds), n))
     if len(branches) == 1:
         return branches[0]
     # UNION, not UNION ALL: one's own recording in one's own unit comes from two branches.
     merged = union(*(select(*b.subquery().c) for b in branches)).subquery()
-    return _ordered(select(merged.c.k, merged.c.id), n, order, merged.c.k, merged.c.id)
+    return order.first_of(select(merged.c.k, merged.c.id), n, merged.c.k, merged.c.id)
 
 
 def search(

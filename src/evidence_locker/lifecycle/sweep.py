@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,14 +114,22 @@ def decide(session: Session, *, clock: Clock, settings: Settings, rec: Recording
     return True
 
 
-def _blobs_to_delete(session: Session, rec_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-    """Per recording, its blobs and posters that no live recording's file refers to (files of
-    recordings also being deleted do not count, so two sweeps finishing recordings that share a
-    blob cannot each leave it to the other). A blob two of these recordings share is listed
-    under the first only. Three queries for the whole batch."""
-    mine = session.execute(
+_File = tuple[uuid.UUID, str, str | None]
+
+
+def _files_of(session: Session, rec_ids: list[uuid.UUID]) -> list[_File]:
+    """(recording, blob, poster) for every file of these recordings."""
+    return [(rid, sha, poster) for rid, sha, poster in session.execute(
         select(RecordingFile.recording_id, RecordingFile.sha256, RecordingFile.poster_sha256)
-        .where(RecordingFile.recording_id.in_(rec_ids))).all()
+        .where(RecordingFile.recording_id.in_(rec_ids)))]
+
+
+def _blobs_to_delete(session: Session, rec_ids: list[uuid.UUID],
+                     mine: list[_File]) -> dict[uuid.UUID, list[str]]:
+    """Per recording, its blobs and posters (from `mine`, its files) that no live recording's
+    file refers to (files of recordings also being deleted do not count, so two sweeps
+    finishing recordings that share a blob cannot each leave it to the other). A blob two of
+    these recordings share is listed under the first only."""
     shas = {s for _, s, _ in mine} | {p for _, _, p in mine if p}
     shared: set[str] = set()
     if shas:
@@ -142,19 +151,15 @@ def _blobs_to_delete(session: Session, rec_ids: list[uuid.UUID]) -> dict[uuid.UU
     return out
 
 
-def _shas_of(session: Session, rec_ids: list[uuid.UUID]) -> list[str]:
-    """The blobs of these recordings' files and their posters."""
-    mine = session.execute(select(RecordingFile.sha256, RecordingFile.poster_sha256).where(
-        RecordingFile.recording_id.in_(rec_ids))).all()
-    return sorted({s for s, _ in mine} | {p for _, p in mine if p})
-
-
-def _lock_blobs(session: Session, shas: list[str]) -> None:
+def _lock_blobs(session: Session, shas: Iterable[str]) -> dict[str, int]:
     """Lock these blob rows until the transaction ends, in sha order (PostgreSQL; SQLite
-    serialises writers on its own)."""
-    if shas:
-        session.execute(select(Blob.sha256).where(Blob.sha256.in_(shas))
-                        .order_by(Blob.sha256).with_for_update()).all()
+    serialises writers on its own); returns each locked blob's size."""
+    wanted = sorted(set(shas))
+    if not wanted:
+        return {}
+    return {sha: size for sha, size in session.execute(
+        select(Blob.sha256, Blob.size).where(Blob.sha256.in_(wanted))
+        .order_by(Blob.sha256).with_for_update())}
 
 
 def _remove(store: BlobStore, sha: str) -> None:
@@ -186,11 +191,10 @@ def finish_many(sessions: sessionmaker[Session], *, clock: Clock, store: BlobSto
         # deadlock), the lock ingest holds from installing identical bytes until the file that
         # uses them commits (catalogue.service.lock_blob): a file that committed first keeps
         # the blob; an upload that comes after finds the bytes gone and installs its own.
-        _lock_blobs(session, _shas_of(session, recording_ids))
-        blobs = _blobs_to_delete(session, recording_ids)
+        files = _files_of(session, recording_ids)
+        sizes = _lock_blobs(session, [s for _, s, _ in files] + [p for _, _, p in files if p])
+        blobs = _blobs_to_delete(session, recording_ids, files)
         every = sorted({sha for shas in blobs.values() for sha in shas})
-        sizes: dict[str, int] = {sha: size for sha, size in session.execute(
-            select(Blob.sha256, Blob.size).where(Blob.sha256.in_(every)))} if every else {}
         if every:
             with ThreadPoolExecutor(max_workers=min(DELETE_THREADS, len(every))) as pool:
                 futures = {sha: pool.submit(_remove, store, sha) for sha in every}
