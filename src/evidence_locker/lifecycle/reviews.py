@@ -41,7 +41,7 @@ from evidence_locker.lifecycle.service import (
     REASON_MAX,
     LifecycleConflict,
     LifecycleRefused,
-    _flag_facts,
+    _facts,
     _iso,
     _locked_live,
     _reason,
@@ -68,7 +68,8 @@ def decide_review(session: Session, *, clock: Clock, settings: Settings, princip
     if principal.user_id is None or principal.role is None:
         raise LifecycleRefused("only people record review decisions")
     rec = _locked_live(session, recording)
-    found = [(row, cat, ff) for row, cat, ff in _flag_facts(session, rec) if row.id == flag_id]
+    found = [(row, cat, ff) for row, cat, ff in _facts(session, rec)[1]
+             if row.id == flag_id]
     if not found:
         raise LookupError("no such flag on this recording")
     row, cat, ff = found[0]

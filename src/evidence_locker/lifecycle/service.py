@@ -21,6 +21,7 @@ from evidence_locker.catalogue.models import Recording
 from evidence_locker.clock import Clock
 from evidence_locker.config import Settings
 from evidence_locker.lifecycle import rules
+from evidence_locker.lifecycle.case_models import Case, CaseRecording
 from evidence_locker.lifecycle.models import (
     CategoryVersion,
     EvidenceFlag,
@@ -69,7 +70,7 @@ class Facts:
     categories: tuple[str, ...]
 
 
-def _flag_facts(session: Session, rec: Recording,
+def _flag_facts(session: Session, rec: Recording, *, case_closed_at: dt.datetime | None,
                 ) -> list[tuple[EvidenceFlag, CategoryVersion, rules.FlagFacts]]:
     """Each flag of the recording, its category version, and its facts for the rule: the
     review date the latest retain set, and when a dispose decision was recorded."""
@@ -89,16 +90,36 @@ def _flag_facts(session: Session, rec: Recording,
             disposed[fid] = min(disposed.get(fid, at), at)
     return [(f, c, rules.FlagFacts(kind=c.kind, days=c.days, withdrawn_at=f.withdrawn_at,
                                    disposed_at=disposed.get(f.id),
+                                   case_closed_at=case_closed_at,
                                    review_at=review_at.get(f.id)))
             for f, c in rows]
 
 
-def facts_of(session: Session, rec: Recording) -> Facts:
-    flags = _flag_facts(session, rec)
+def _case_facts(session: Session, rec: Recording) -> tuple[rules.CaseFacts, ...]:
+    """The cases the recording is in now: open ones hold it, closed ones say when."""
+    return tuple(rules.CaseFacts(closed_at=c.closed_at if c.status not in
+                                 rules.OPEN_CASE_STATUSES else None)
+                 for c in session.scalars(select(Case).join(
+                     CaseRecording, CaseRecording.case_id == Case.id).where(
+                     CaseRecording.recording_id == rec.id, CaseRecording.removed_at.is_(None))))
+
+
+def _facts(session: Session, rec: Recording,
+           ) -> tuple[rules.RecordingFacts,
+                      list[tuple[EvidenceFlag, CategoryVersion, rules.FlagFacts]]]:
+    cases = _case_facts(session, rec)
+    # A case-closed flag's clock starts when the cases the recording is in are all closed.
+    flags = _flag_facts(session, rec, case_closed_at=rules.cases_closed_at(cases))
     holds = tuple(rules.HoldFacts(released_at=h.released_at) for h in session.scalars(
         select(Hold).where(Hold.recording_id == rec.id)))
     facts = rules.RecordingFacts(recorded_at=rec.sort_at, received_at=rec.received_at,
-                                 flags=tuple(ff for _, _, ff in flags), holds=holds)
+                                 flags=tuple(ff for _, _, ff in flags), holds=holds,
+                                 cases=cases)
+    return facts, flags
+
+
+def facts_of(session: Session, rec: Recording) -> Facts:
+    facts, flags = _facts(session, rec)
     return Facts(facts, tuple(sorted({c.name for _, c, _ in flags})))
 
 
@@ -106,35 +127,30 @@ def refresh(session: Session, *, settings: Settings, rec: Recording) -> dt.datet
     """Work out the recording's `delete_after` again (after any change to its flags, holds,
     review decisions or times), and each review flag's `review_due_at` (the queue's index)."""
     session.flush()
-    flags = _flag_facts(session, rec)
+    facts, flags = _facts(session, rec)
     for row, _, ff in flags:
         due = None if ff.disposed_at is not None else rules.review_due(
             ff, recorded_at=rec.sort_at)
         if row.review_due_at != due:
             row.review_due_at = due
-    facts = rules.RecordingFacts(
-        recorded_at=rec.sort_at, received_at=rec.received_at,
-        flags=tuple(ff for _, _, ff in flags),
-        holds=tuple(rules.HoldFacts(released_at=h.released_at) for h in session.scalars(
-            select(Hold).where(Hold.recording_id == rec.id))))
     rec.delete_after = rules.delete_after(policy_of(settings), facts)
     return rec.delete_after
 
 
 def describe_retention(session: Session, *, settings: Settings, rec: Recording) -> dict[str, Any]:
-    f = facts_of(session, rec)
-    flags = _flag_facts(session, rec)
+    facts, flags = _facts(session, rec)
     decisions: dict[int, list[ReviewDecision]] = {}
     for d in session.scalars(select(ReviewDecision).where(
             ReviewDecision.recording_id == rec.id).order_by(ReviewDecision.id)):
         decisions.setdefault(d.flag_id, []).append(d)
     holds = session.scalars(select(Hold).where(Hold.recording_id == rec.id).order_by(Hold.id))
-    deadline = rules.deadline(policy_of(settings), f.facts)
+    deadline = rules.deadline(policy_of(settings), facts)
     return {
         "recording_id": str(rec.id),
         "delete_after": rec.delete_after.isoformat() if rec.delete_after else None,
         "deadline": deadline.isoformat() if deadline else None,
-        "held": rules.held(f.facts),
+        "held": rules.held(facts),
+        "open_cases": sum(c.open for c in facts.cases),
         "flags": [_flag_json(fl, c) | _review_json(ff, rec, decisions.get(fl.id, []))
                   for fl, c, ff in flags],
         "holds": [_hold_json(h) for h in holds],
