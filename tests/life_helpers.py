@@ -99,6 +99,17 @@ def set_status(client: Any, token: str, case_id: int, status: str, reason: str =
                        json={"status": status, "reason": reason})
 
 
+def grant(client: Any, token: str, case_id: int, username: str, reason: str = REASON,
+          **headers: str) -> Any:
+    return client.post(f"/api/v1/cases/{case_id}/grants", headers=bearer(token, **headers),
+                       json={"username": username, "reason": reason})
+
+
+def revoke(client: Any, token: str, case_id: int, grant_id: int, reason: str = REASON) -> Any:
+    return client.post(f"/api/v1/cases/{case_id}/grants/{grant_id}/revoke",
+                       headers=bearer(token), json={"reason": reason})
+
+
 def retention(client: Any, token: str, rid: str) -> dict[str, Any]:
     r = client.get(f"/api/v1/recordings/{rid}/retention", headers=bearer(token))
     assert r.status_code == 200, r.text

@@ -2,7 +2,7 @@
 case_recordings, case_grants. No existing row changes.
 
 Revision ID: 0015
-Revises: 0013 (another branch adds 0014; the lead relinks at merge)
+Revises: 0014
 """
 
 from __future__ import annotations
