@@ -351,6 +351,9 @@ def count_by_unit(session: Session, *, principal: Principal,
     if scope.listed is not None:
         seen.append(and_(Recording.id.in_(select(RestrictionAccess.recording_id).where(
             RestrictionAccess.user_id == scope.listed)), *within))
+    if scope.granted is not None:
+        seen.append(and_(Recording.id.in_(granted_recordings(scope.granted)), hidden,
+                         *within))
     if not seen:
         return []
     rows = session.execute(select(Unit.code, func.count(Recording.id))
