@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import subprocess
@@ -24,6 +25,8 @@ CATEGORIES = [
     RetentionCategory(name="crime - evidential", kind="review", days=6 * 365),
     RetentionCategory(name="training", kind="fixed", days=90),
 ]
+#: A category that keeps until the recording's cases close, plus its days.
+CASE_CATEGORY = RetentionCategory(name="case file", kind="case-closed", days=365)
 
 
 def configure(runtime: Runtime, categories: list[RetentionCategory] | None = None,
@@ -71,6 +74,42 @@ def tell(client: Any, token: str, rid: str, told: str = "yes", reason: str = "")
                       json={"told": told, "reason": reason})
 
 
+def open_case(client: Any, token: str, reference: str, title: str = "Burglary at 1 High St",
+              unit: str | None = None, **headers: str) -> Any:
+    body: dict[str, Any] = {"reference": reference, "title": title}
+    if unit is not None:
+        body["unit"] = unit
+    return client.post("/api/v1/cases", headers=bearer(token, **headers), json=body)
+
+
+def link(client: Any, token: str, case_id: int, rid: str, reason: str = REASON,
+         **headers: str) -> Any:
+    return client.post(f"/api/v1/cases/{case_id}/recordings", headers=bearer(token, **headers),
+                       json={"recording_id": rid, "reason": reason})
+
+
+def unlink(client: Any, token: str, case_id: int, rid: str, reason: str = REASON) -> Any:
+    return client.request("DELETE", f"/api/v1/cases/{case_id}/recordings/{rid}",
+                          headers=bearer(token), json={"reason": reason})
+
+
+def set_status(client: Any, token: str, case_id: int, status: str, reason: str = REASON,
+               **headers: str) -> Any:
+    return client.post(f"/api/v1/cases/{case_id}/status", headers=bearer(token, **headers),
+                       json={"status": status, "reason": reason})
+
+
+def grant(client: Any, token: str, case_id: int, username: str, reason: str = REASON,
+          **headers: str) -> Any:
+    return client.post(f"/api/v1/cases/{case_id}/grants", headers=bearer(token, **headers),
+                       json={"username": username, "reason": reason})
+
+
+def revoke(client: Any, token: str, case_id: int, grant_id: int, reason: str = REASON) -> Any:
+    return client.post(f"/api/v1/cases/{case_id}/grants/{grant_id}/revoke",
+                       headers=bearer(token), json={"reason": reason})
+
+
 def retention(client: Any, token: str, rid: str) -> dict[str, Any]:
     r = client.get(f"/api/v1/recordings/{rid}/retention", headers=bearer(token))
     assert r.status_code == 200, r.text
@@ -88,11 +127,16 @@ class Model:
     received_at: dt.datetime
     flags: dict[int, rules.FlagFacts] = field(default_factory=dict)
     holds: dict[int, rules.HoldFacts] = field(default_factory=dict)
+    cases: dict[int, rules.CaseFacts] = field(default_factory=dict)  # the cases it is in now
     gone: bool = False
 
     def facts(self) -> rules.RecordingFacts:
-        return rules.RecordingFacts(self.recorded_at, self.received_at,
-                                    tuple(self.flags.values()), tuple(self.holds.values()))
+        cases = tuple(self.cases.values())
+        closed = rules.cases_closed_at(cases)
+        flags = tuple(dataclasses.replace(f, case_closed_at=closed)
+                      for f in self.flags.values())
+        return rules.RecordingFacts(self.recorded_at, self.received_at, flags,
+                                    tuple(self.holds.values()), cases)
 
 
 # --- real processes ------------------------------------------------------------------------

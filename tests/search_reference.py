@@ -24,6 +24,7 @@ from evidence_locker.catalogue.models import (
 )
 from evidence_locker.catalogue.queries import Filters
 from evidence_locker.fleet.models import Officer, Unit
+from evidence_locker.lifecycle.case_models import CaseGrant, CaseRecording
 from evidence_locker.lifecycle.models import EvidenceFlag
 
 
@@ -40,7 +41,13 @@ def reference(stmt: Select[Any], p: Principal, session: Session, f: Filters) -> 
     if not may_view_footage_at_all(p) or p.role == Role.PROSECUTOR:
         stmt = stmt.where(false())
     elif p.role == Role.WATCHDOG:
-        stmt = stmt.where(and_(restricted, listed))
+        # What it is listed on, and the unrestricted recordings now in the cases it holds a
+        # grant on (neither the link removed nor the grant revoked).
+        granted = Recording.id.in_(select(CaseRecording.recording_id).where(
+            CaseRecording.removed_at.is_(None), CaseRecording.case_id.in_(
+                select(CaseGrant.case_id).where(CaseGrant.user_id == p.user_id,
+                                                CaseGrant.revoked_at.is_(None)))))
+        stmt = stmt.where(or_(and_(restricted, listed), and_(~restricted, granted)))
     elif p.role == Role.PROFESSIONAL_STANDARDS:
         stmt = stmt.where(or_(~post_incident, listed))
     else:

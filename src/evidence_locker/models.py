@@ -13,6 +13,7 @@ from evidence_locker.catalogue.models import (
 from evidence_locker.db import Base
 from evidence_locker.fleet.models import Device, Dock, Officer, Unit
 from evidence_locker.ingest.models import Upload
+from evidence_locker.lifecycle.case_models import Case, CaseGrant, CaseOwner, CaseRecording
 from evidence_locker.lifecycle.models import (
     CategoryVersion,
     EvidenceFlag,
@@ -30,6 +31,10 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Blob",
+    "Case",
+    "CaseGrant",
+    "CaseOwner",
+    "CaseRecording",
     "CategoryVersion",
     "Device",
     "Dock",

@@ -31,6 +31,7 @@ from evidence_locker.catalogue.models import (
 from evidence_locker.catalogue.queries import Filters, count_by_unit, scope_of, search
 from evidence_locker.db import transaction
 from evidence_locker.fleet.models import Officer, Unit
+from evidence_locker.lifecycle.case_models import Case, CaseGrant, CaseRecording
 from evidence_locker.lifecycle.models import CategoryVersion, EvidenceFlag
 from search_reference import reference
 
@@ -88,6 +89,22 @@ def build(session: Session, rng: random.Random) -> tuple[dict[str, int], list[in
     session.flush()
     for uid in USERS:
         session.add(User(id=uid, username=f"user{uid}", role="officer", created_at=T0))
+    session.flush()
+    # Cases, some recordings linked (now and then the link removed), granted to some of the
+    # principals' users (now and then revoked): what a watchdog sees besides its access lists.
+    for cid in (1, 2, 3):
+        session.add(Case(id=cid, reference=f"CASE/{cid}", title="t", status="open", unit_id=1,
+                         opened_at=T0, opened_by=1, status_changed_at=T0))
+    session.flush()
+    for rec in session.scalars(select(Recording).order_by(Recording.id)):
+        if rng.random() < 0.15:
+            session.add(CaseRecording(case_id=rng.choice([1, 2, 3]), recording_id=rec.id,
+                                      added_at=T0, added_by=1, added_reason="test",
+                                      removed_at=T0 if rng.random() < 0.2 else None))
+    for uid in USERS:
+        for cid in rng.sample([1, 2, 3], rng.choice([0, 1, 2])):
+            session.add(CaseGrant(case_id=cid, user_id=uid, granted_at=T0, granted_by=1,
+                                  reason="test", revoked_at=T0 if rng.random() < 0.25 else None))
     session.flush()
     # Evidence flags with a few crime references, some withdrawn (they no longer match).
     session.add(CategoryVersion(id=1, name="crime", version=1, kind="review", days=365,

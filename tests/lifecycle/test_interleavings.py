@@ -1,5 +1,6 @@
 """Whatever the interleaving of flag, withdraw, review decision (retain / dispose), hold, release,
-subject told, time passing and sweeps, through
+subject told, linking to and unlinking from a case, closing and reopening it, time passing and
+sweeps, through
 the real API and sweep: after every sweep a recording exists exactly when the rule of deletion
 (on a model of what was done) does not allow its deletion. So nothing protected is ever deleted,
 and nothing unprotected outlives its deadline by more than one sweep."""
@@ -20,21 +21,26 @@ from evidence_locker.db import transaction
 from evidence_locker.lifecycle import rules
 from evidence_locker.lifecycle.sweep import run_sweep
 from life_helpers import (
+    CASE_CATEGORY,
     CATEGORIES,
     REASON,
     Model,
     configure,
     flag,
     hold,
+    link,
+    open_case,
     release,
     review,
+    set_status,
     tell,
     unflag,
+    unlink,
 )
 
 #: A review category short enough for plans to reach its review date.
 SHORT = RetentionCategory(name="short review", kind="review", days=30)
-KINDS = {c.name: (c.kind, c.days) for c in (*CATEGORIES, SHORT)}
+KINDS = {c.name: (c.kind, c.days) for c in (*CATEGORIES, SHORT, CASE_CATEGORY)}
 names = itertools.count()
 
 
@@ -46,6 +52,9 @@ steps = st.lists(st.one_of(
     st.tuples(st.just("retain"), st.integers(0, 1), st.sampled_from([30, 45, 400])),
     st.tuples(st.just("dispose"), st.integers(0, 1), st.integers(0, 3)),
     st.tuples(st.just("tell"), st.integers(0, 1), st.sampled_from(["yes", "no"])),
+    # One case per run, opened by the first link: link or unlink a recording, close or reopen.
+    st.tuples(st.just("case"), st.integers(0, 1), st.sampled_from(["link", "unlink"])),
+    st.tuples(st.just("case"), st.just(0), st.sampled_from(["closed", "open"])),
     st.tuples(st.just("advance"), st.sampled_from([1, 6, 8, 25, 40, 100, 800]), st.just("")),
     st.tuples(st.just("sweep"), st.just(0), st.just("")),
 ), min_size=1, max_size=12)
@@ -60,6 +69,12 @@ steps = st.lists(st.one_of(
           ("sweep", 0, ""), ("advance", 1, ""), ("sweep", 0, "")])
 @example([("hold", 0, ""), ("advance", 40, ""), ("sweep", 0, ""), ("release", 0, 0),
           ("sweep", 0, ""), ("hold", 0, "")])
+# An open case holds; closed, a case-closed flag counts from the closing; reopened, holds again.
+@example([("flag", 0, "case file"), ("case", 0, "link"), ("advance", 40, ""), ("sweep", 0, ""),
+          ("case", 0, "closed"), ("advance", 100, ""), ("sweep", 0, ""), ("case", 0, "open"),
+          ("advance", 800, ""), ("sweep", 0, ""), ("case", 0, "closed"), ("advance", 100, ""),
+          ("sweep", 0, ""), ("advance", 300, ""), ("sweep", 0, "")])
+@example([("case", 1, "link"), ("case", 0, "closed"), ("advance", 40, ""), ("sweep", 0, "")])
 @example([("flag", 0, "use of force"), ("advance", 40, ""), ("sweep", 0, ""),
           ("advance", 800, ""), ("sweep", 0, ""), ("flag", 0, "training")])
 @example([("flag", 1, "crime - evidential"), ("advance", 800, ""), ("sweep", 0, "")])
@@ -73,10 +88,12 @@ steps = st.lists(st.one_of(
           ("dispose", 0, 0), ("sweep", 0, ""), ("release", 0, 0), ("sweep", 0, "")])
 def test_rule_of_deletion_holds_after_every_step(client, runtime, force, clock, lifecycle_store,
                                                  plan: list[tuple[str, int, object]]) -> None:
-    if not runtime.settings.retention_categories:
-        configure(runtime, [*CATEGORIES, SHORT])
+    if CASE_CATEGORY not in runtime.settings.retention_categories:
+        configure(runtime, [*CATEGORIES, SHORT, CASE_CATEGORY])
     officer, ps = force.tokens["officer1"], force.tokens["standards"]
     reviewer = force.tokens["evidence1"]
+    case_id: int | None = None
+    case_closed: dt.datetime | None = None
     policy = rules.Policy(runtime.settings.retention_unflagged_days,
                           runtime.settings.retention_review_window_days)
     models = []
@@ -105,6 +122,36 @@ def test_rule_of_deletion_holds_after_every_step(client, runtime, force, clock, 
                 m.gone = not exists
             continue
         m = models[a]
+        if op == "case" and b in ("link", "unlink"):
+            if case_id is None:
+                r = open_case(client, ps, f"CASE/{next(names)}", unit="F")
+                assert r.status_code == 201, r.text
+                case_id = r.json()["id"]
+            if b == "link":
+                r = link(client, ps, case_id, m.rid)
+                if m.gone:
+                    assert r.status_code == 404, r.text  # as for any recording one cannot see
+                elif case_closed is not None:
+                    assert r.status_code == 409, r.text  # reopen it first
+                elif case_id in m.cases:
+                    assert r.status_code == 409, r.text
+                else:
+                    assert r.status_code == 201, r.text
+                    m.cases[case_id] = rules.CaseFacts()
+            elif case_id in m.cases and not m.gone:
+                assert unlink(client, ps, case_id, m.rid).status_code == 200
+                del m.cases[case_id]
+            continue
+        if op == "case":
+            if case_id is None or (b == "closed") == (case_closed is not None):
+                continue
+            r = set_status(client, ps, case_id, str(b))
+            assert r.status_code == 200, r.text
+            case_closed = clock.now() if b == "closed" else None
+            for other in models:
+                if case_id in other.cases:
+                    other.cases[case_id] = rules.CaseFacts(closed_at=case_closed)
+            continue
         if op == "flag":
             r = flag(client, officer, m.rid, category=str(b))
             if m.gone:

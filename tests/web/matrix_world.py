@@ -38,7 +38,7 @@ from evidence_locker.runtime import Runtime
 from evidence_locker.web.access_table import ANONYMOUS, DOCK, METRICS_TOKEN, STALE
 from evidence_locker.web.auth import SESSION_COOKIE
 from evidence_locker.web.pages import LOGIN_CSRF_COOKIE
-from life_helpers import configure
+from life_helpers import configure, grant, link, open_case
 from support import TEST_ACTOR, Force, MovingClock
 
 Key = tuple[str, str]  # (method, path template)
@@ -55,8 +55,9 @@ USERNAMES: dict[Role, str] = {
     Role.AUDITOR: "auditor",
     Role.SYSTEM_ADMINISTRATOR: "admin",
 }
-#: People whose justification grant for R1 the world holds (they see it, it is not theirs).
-GRANTED = ("sergeant1", "evidence1", "standards")
+#: People whose justification grant for R1 the world holds (they see it, it is not theirs; the
+#: watchdog through its grant on the world's case).
+GRANTED = ("sergeant1", "evidence1", "standards", "watchdog1")
 
 
 @dataclass
@@ -84,6 +85,8 @@ class World:
     restrictable: str  # R2: officer1's too, the one the restriction routes change
     upload_id: str  # a tus upload the dock started and has not finished
     grants: dict[str, str] = field(default_factory=dict)  # username -> grant on R1
+    case_id: str = ""  # a case of C1 that holds R1, opened by evidence1, granted to watchdog1
+    case_grant_id: str = ""  # watchdog1's grant on that case
     serial: str = "CAM-1"
     uploads_made: int = 0
 
@@ -193,6 +196,14 @@ def build_world(client: TestClient, runtime: Runtime, force: Force,
                   passwords=passwords, tokens=tokens, recording=r1, restrictable=r2,
                   upload_id="")
     world.upload_id = world.start_upload()
+    r = open_case(client, tokens["evidence1"], "CASE/2026/MATRIX")
+    assert r.status_code == 201, r.text
+    world.case_id = str(r.json()["id"])
+    r = link(client, tokens["evidence1"], int(world.case_id), r1)
+    assert r.status_code == 201, r.text
+    r = grant(client, tokens["standards"], int(world.case_id), "watchdog1")
+    assert r.status_code == 201, r.text
+    world.case_grant_id = str(r.json()["id"])
     for username in GRANTED:
         world.grants[username] = grant_for(client, tokens[username], r1)
     client.cookies.clear()

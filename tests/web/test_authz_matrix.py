@@ -6,8 +6,8 @@ A route the table does not know fails here, so does an entry for a route that is
 the table admits must never see 401 or 403 (nor, on a page, be sent to sign in); a caller it
 refuses must always get 401 (nobody or a stale credential; on a page, the way to sign in) or 403
 (the wrong role). How each route is called lives in CALLS below: a new route with path
-parameters named like the old ones ({recording_id}, {serial}, {upload_id}, {username}) and no
-body needs nothing there."""
+parameters named like the old ones ({recording_id}, {serial}, {upload_id}, {username},
+{case_id}, {grant_id}) and no body needs nothing there."""
 
 from __future__ import annotations
 
@@ -116,6 +116,22 @@ CALLS: dict[Key, Recipe] = {
     ("PUT", "/api/v1/recordings/{recording_id}/subject-told"): lambda w, c: Call(
         json={"told": "not-practicable", "reason": REASON}),
     ("GET", "/api/v1/reviews"): lambda w, c: Call(params={"days": 30}),
+    ("POST", "/api/v1/cases"): lambda w, c: Call(
+        json={"reference": "CASE/2026/OPENED", "title": "Opened by the matrix"}),
+    ("POST", "/api/v1/cases/{case_id}/recordings"): lambda w, c: Call(
+        json={"recording_id": w.recording, "reason": REASON}),
+    ("DELETE", "/api/v1/cases/{case_id}/recordings/{recording_id}"): lambda w, c: Call(
+        json={"reason": REASON}),
+    ("POST", "/api/v1/cases/{case_id}/status"): lambda w, c: Call(
+        json={"status": "charged", "reason": REASON}),
+    ("POST", "/api/v1/cases/{case_id}/owners"): lambda w, c: Call(
+        json={"username": "sergeant1"}),
+    ("DELETE", "/api/v1/cases/{case_id}/owners/{username}"): lambda w, c: Call(
+        json={"reason": REASON}),
+    ("POST", "/api/v1/cases/{case_id}/grants"): lambda w, c: Call(
+        json={"username": "watchdog1", "reason": REASON}),
+    ("POST", "/api/v1/cases/{case_id}/grants/{grant_id}/revoke"): lambda w, c: Call(
+        json={"reason": REASON}),
     ("GET", "/api/v1/audit/alerts"): lambda w, c: Call(params={
         "since": (w.runtime.clock.now() - dt.timedelta(days=1)).isoformat()}),
     ("POST", "/login"): _login,
@@ -152,7 +168,8 @@ def _path_values(w: World, key: Key) -> dict[str, str]:
     upload = w.start_upload() if method == "DELETE" and "{upload_id}" in path else w.upload_id
     return {"recording_id": w.restrictable if restriction else w.recording,
             "serial": w.serial, "upload_id": upload, "username": "sergeant1",
-            "path:path": "locker.css", "flag_id": "1", "hold_id": "1", "tombstone_id": "1"}
+            "path:path": "locker.css", "flag_id": "1", "hold_id": "1", "tombstone_id": "1",
+            "case_id": w.case_id, "grant_id": w.case_grant_id}
 
 
 def _url(w: World, key: Key) -> str:
@@ -279,6 +296,7 @@ def test_admitted_callers_get_somewhere(client, runtime, force, clock) -> None:
     expect = {
         ("GET", "/api/v1/recordings", "evidence1"): 200,
         ("GET", "/api/v1/recordings/{recording_id}", "sergeant1"): 200,
+        ("GET", "/api/v1/recordings/{recording_id}", "watchdog1"): 200,  # its case grant
         ("POST", "/api/v1/recordings/{recording_id}/access", "standards"): 201,
         ("GET", "/api/v1/recordings/{recording_id}/media", "evidence1"): 200,
         ("GET", "/api/v1/recordings/{recording_id}/media", "officer1"): 200,
@@ -321,6 +339,18 @@ def test_admitted_callers_get_somewhere(client, runtime, force, clock) -> None:
         ("POST", "/recordings/{recording_id}/evidence/restriction/access/{username}/remove",
          "standards"): 303,
         ("POST", "/recordings/{recording_id}/evidence/restriction/release", "standards"): 303,
+        # Cases: the watchdog's grant shows it the case and R1 (before R1 leaves the case).
+        ("GET", "/api/v1/cases", "watchdog1"): 200,
+        ("GET", "/api/v1/cases/{case_id}", "watchdog1"): 200,
+        ("GET", "/api/v1/cases/{case_id}", "evidence1"): 200,
+        ("POST", "/api/v1/cases", "evidence1"): 201,
+        ("POST", "/api/v1/cases/{case_id}/owners", "evidence1"): 201,
+        ("DELETE", "/api/v1/cases/{case_id}/owners/{username}", "evidence1"): 200,
+        ("POST", "/api/v1/cases/{case_id}/status", "evidence1"): 200,
+        ("POST", "/api/v1/cases/{case_id}/recordings", "evidence1"): 409,  # R1 is in it
+        ("POST", "/api/v1/cases/{case_id}/grants/{grant_id}/revoke", "standards"): 200,
+        ("POST", "/api/v1/cases/{case_id}/grants", "standards"): 201,
+        ("DELETE", "/api/v1/cases/{case_id}/recordings/{recording_id}", "evidence1"): 200,
     }
     got = {}
     for (method, path, name), status in expect.items():

@@ -98,7 +98,8 @@ def test_fuzz_the_json_api(client, runtime, force, clock) -> None:
     world: World = build_world(client, runtime, force, clock)
     schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
     real = {"recording_id": world.recording, "serial": world.serial, "username": "sergeant1",
-            "upload_id": world.upload_id}
+            "upload_id": world.upload_id, "case_id": world.case_id,
+            "grant_id": world.case_grant_id}
     failures: dict[str, str] = {}
     operations = 0
     calls = 0

@@ -420,7 +420,8 @@ def test_every_state_changing_form_needs_its_sessions_csrf_token(world: World,
     assert victim.cookie and other_csrf != victim.csrf
     for method, path in forms:
         url = fill_path(path, {"recording_id": w.recording, "flag_id": "1", "hold_id": "1",
-                               "username": "sergeant1"})
+                               "username": "sergeant1", "case_id": w.case_id,
+                               "grant_id": w.case_grant_id})
         body = {"purpose": "investigation", "reason": "Reviewing the arrest on 21 November",
                 "clip": "1"}
         for label, token in (("missing", None), ("forged", "forged-token"), ("empty", ""),
@@ -457,7 +458,8 @@ def test_json_api_cannot_be_driven_by_a_cross_site_form(world: World, runtime: R
                           "kind": "restricted", "username": "sergeant1"})
     for method, path in routes:
         url = fill_path(path, {"recording_id": w.restrictable, "username": "sergeant1",
-                               "flag_id": "1", "hold_id": "1"})
+                               "flag_id": "1", "hold_id": "1", "case_id": w.case_id,
+                               "grant_id": w.case_grant_id})
         for content_type, body in (("text/plain", payload),
                                    ("application/x-www-form-urlencoded", f"{payload}=x"),
                                    ("multipart/form-data; boundary=b",

@@ -52,6 +52,7 @@ class RecordingScope:
     unit_path: str | None
     restriction: str | None = None  # None, RESTRICTED or POST_INCIDENT
     access_list: frozenset[int] = frozenset()  # user ids on the restriction's access list
+    case_grants: frozenset[int] = frozenset()  # watchdogs granted a case the recording is in
 
 
 def may_view_footage_at_all(p: Principal) -> bool:
@@ -78,8 +79,9 @@ def may_manage_restrictions(p: Principal) -> bool:
 def may_view_recording(p: Principal, r: RecordingScope) -> bool:
     """Officer: own; supervisor: own unit subtree; evidence officer: their command subtree;
     professional standards: all. A restriction overrides all of that: only its access list,
-    plus professional standards unless it is post-incident. Watchdogs see only what they are
-    listed on; prosecutors only what is shared (later issue), so nothing here."""
+    plus professional standards unless it is post-incident. Watchdogs see what they are listed
+    on and the unrestricted recordings of cases granted to them; prosecutors only what is
+    shared (later issue), so nothing here."""
     if p.role is None or not may_view_footage_at_all(p) or p.role == Role.PROSECUTOR:
         return False
     if r.restriction is not None:
@@ -88,6 +90,9 @@ def may_view_recording(p: Principal, r: RecordingScope) -> bool:
         return r.restriction == RESTRICTED and p.role == Role.PROFESSIONAL_STANDARDS
     if p.role == Role.PROFESSIONAL_STANDARDS:
         return True
+    if p.role == Role.WATCHDOG:
+        # A grant on a case: its current recordings, unless restricted (then only the list).
+        return p.user_id is not None and p.user_id in r.case_grants
     if p.role == Role.OFFICER:
         return p.officer_id is not None and r.officer_id == p.officer_id
     if p.role in (Role.SUPERVISOR, Role.EVIDENCE_OFFICER):

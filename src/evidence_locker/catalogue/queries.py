@@ -34,6 +34,7 @@ from evidence_locker.catalogue.rules import missing_files
 from evidence_locker.catalogue.service import expected_slots, present_slots
 from evidence_locker.clock import Clock
 from evidence_locker.fleet.models import Device, Officer, Unit
+from evidence_locker.lifecycle.case_models import CaseGrant, CaseRecording
 from evidence_locker.lifecycle.models import EvidenceFlag
 
 STATES = ("incomplete", "complete")
@@ -118,6 +119,7 @@ class _Scope:
     own_units: list[int] | None = None
     listed: int | None = None
     hide: str = "all"  # all | post-incident
+    granted: int | None = None  # a watchdog with case grants: those cases' recordings
 
 
 def _subtree(session: Session, path: str) -> list[int]:
@@ -137,7 +139,8 @@ def _scope(session: Session, p: Principal, f: Filters) -> _Scope | None:
     if p.role == Role.PROFESSIONAL_STANDARDS:
         scope = _Scope(units=None, own=None, listed=listed, hide=POST_INCIDENT)
     elif p.role == Role.WATCHDOG:
-        scope = _Scope(units=[], own=None, listed=listed)  # what it is listed on, nothing else
+        # What it is listed on and what its case grants give it, nothing else.
+        scope = _Scope(units=[], own=None, listed=listed, granted=_granted(session, p))
     else:
         units = _subtree(session, p.unit_path) if p.role != Role.OFFICER and p.unit_path else []
         scope = _Scope(units=units, own=p.officer_id, listed=listed)
@@ -148,14 +151,33 @@ def _scope(session: Session, p: Principal, f: Filters) -> _Scope | None:
         wanted = _subtree(session, unit.path)
         if scope.units is None:
             scope = _Scope(units=wanted, own=None, own_units=wanted, listed=scope.listed,
-                           hide=scope.hide)
+                           hide=scope.hide, granted=scope.granted)
         else:
             keep = set(wanted)
             scope = _Scope(units=[u for u in scope.units if u in keep], own=scope.own,
-                           own_units=wanted, listed=scope.listed, hide=scope.hide)
-    if scope.units == [] and scope.own is None and scope.listed is None:
+                           own_units=wanted, listed=scope.listed, hide=scope.hide,
+                           granted=scope.granted)
+    if scope.units == [] and scope.own is None and scope.listed is None \
+            and scope.granted is None:
         return None
     return scope
+
+
+def _granted(session: Session, p: Principal) -> int | None:
+    """The watchdog's user id if it holds any case grant now (else no branch for it)."""
+    if p.user_id is None:
+        return None
+    return p.user_id if session.scalars(select(CaseGrant.id).where(
+        CaseGrant.user_id == p.user_id, CaseGrant.revoked_at.is_(None)).limit(1)
+    ).first() is not None else None
+
+
+def granted_recordings(user_id: int) -> Select[uuid.UUID]:
+    """The recordings currently in the cases granted (and not revoked) to a watchdog."""
+    return select(CaseRecording.recording_id).join(
+        CaseGrant, CaseGrant.case_id == CaseRecording.case_id).where(
+        CaseGrant.user_id == user_id, CaseGrant.revoked_at.is_(None),
+        CaseRecording.removed_at.is_(None))
 
 
 def _hidden(hide: str) -> Any:
@@ -235,6 +257,13 @@ def _page_keys(session: Session, scope: _Scope, conds: list[Any], n: int,
         if scope.own_units is not None:
             listed.append(Recording.unit_id.in_(scope.own_units))
         branches.append(order.first(select(*keys).where(*listed), n))
+    if scope.granted is not None:
+        # A watchdog's case grants: the cases' current unrestricted recordings (`conds` hides
+        # the restricted ones; those the watchdog is listed on come from the branch above).
+        granted = [Recording.id.in_(granted_recordings(scope.granted)), *conds]
+        if scope.own_units is not None:
+            granted.append(Recording.unit_id.in_(scope.own_units))
+        branches.append(order.first(select(*keys).where(*granted), n))
     if scope.units is None and scope.own is None:
         everything = order.first(select(*keys).where(*conds), n)
         if not branches:
@@ -322,6 +351,9 @@ def count_by_unit(session: Session, *, principal: Principal,
     if scope.listed is not None:
         seen.append(and_(Recording.id.in_(select(RestrictionAccess.recording_id).where(
             RestrictionAccess.user_id == scope.listed)), *within))
+    if scope.granted is not None:
+        seen.append(and_(Recording.id.in_(granted_recordings(scope.granted)), hidden,
+                         *within))
     if not seen:
         return []
     rows = session.execute(select(Unit.code, func.count(Recording.id))
@@ -337,10 +369,15 @@ def scope_of(session: Session, rec: Recording) -> RecordingScope:
         unit = session.get(Unit, rec.unit_id)
         path = unit.path if unit else None
     restriction = restriction_of(session, rec.id)
+    grants = frozenset(session.scalars(select(CaseGrant.user_id).join(
+        CaseRecording, CaseRecording.case_id == CaseGrant.case_id).where(
+        CaseRecording.recording_id == rec.id, CaseRecording.removed_at.is_(None),
+        CaseGrant.revoked_at.is_(None))))
     if restriction is None:
-        return RecordingScope(officer_id=rec.officer_id, unit_path=path)
+        return RecordingScope(officer_id=rec.officer_id, unit_path=path, case_grants=grants)
     return RecordingScope(officer_id=rec.officer_id, unit_path=path,
-                          restriction=restriction.kind, access_list=restriction.access_list)
+                          restriction=restriction.kind, access_list=restriction.access_list,
+                          case_grants=grants)
 
 
 def get_visible(session: Session, *, principal: Principal, recording_id: str) -> Recording | None:

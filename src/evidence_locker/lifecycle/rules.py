@@ -4,9 +4,10 @@ A recording's deadline is the latest of: the unflagged default (the later of *re
 and *received + review window*, so footage that arrives late is not gone before anyone could look
 at it), each active flag's category deadline, and, for each withdrawn flag, *withdrawn + review
 window* (a withdrawal never shortens below the review window). `None` means "no deadline": a
-review category until a dispose decision is recorded, a case-closed category until its case
-closes. A recording may be deleted only when no hold is active and its deadline has passed.
-Adding a flag or a hold can therefore only make the deadline later (or take it away).
+review category until a dispose decision is recorded, a case-closed category until the cases the
+recording is in are all closed. A recording may be deleted only when no hold is active, it is in
+no open case (an open case holds its recordings) and its deadline has passed. Adding a flag, a
+hold or an open case can therefore only make the deadline later (or take it away).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ RetentionKind = Literal["fixed", "review", "case-closed"]
 RETENTION_KINDS: tuple[str, ...] = (FIXED, REVIEW, CASE_CLOSED)
 
 HOLD_KINDS: tuple[str, ...] = ("legal", "complaint", "post-incident")
+
+#: Case statuses. `open` and `charged` (the prosecution runs) keep the case open: its
+#: recordings are held. `closed` lets them go, and starts the `case-closed` categories' days.
+CASE_OPEN, CASE_CHARGED, CASE_CLOSED_STATUS = "open", "charged", "closed"
+CASE_STATUSES: tuple[str, ...] = (CASE_OPEN, CASE_CHARGED, CASE_CLOSED_STATUS)
+OPEN_CASE_STATUSES = frozenset({CASE_OPEN, CASE_CHARGED})
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,33 @@ class HoldFacts:
 
 
 @dataclass(frozen=True)
+class CaseFacts:
+    """A case the recording is in now (links removed from a case do not count)."""
+
+    closed_at: dt.datetime | None = None  # None: open (open or charged)
+
+    @property
+    def open(self) -> bool:
+        return self.closed_at is None
+
+
+@dataclass(frozen=True)
 class RecordingFacts:
     recorded_at: dt.datetime  # the corrected start, or the receipt time if the clock is suspect
     received_at: dt.datetime
     flags: tuple[FlagFacts, ...] = ()
     holds: tuple[HoldFacts, ...] = ()
+    cases: tuple[CaseFacts, ...] = ()
+
+
+def cases_closed_at(cases: tuple[CaseFacts, ...]) -> dt.datetime | None:
+    """When a `case-closed` flag's clock starts: the latest closing of the cases the recording
+    is in, once all of them are closed. None (kept indefinitely, as before cases existed) while
+    any is open, and when the recording is in no case at all. A reopened case is open again, so
+    its flags keep indefinitely again."""
+    if not cases or any(c.open for c in cases):
+        return None
+    return max(c.closed_at for c in cases if c.closed_at is not None)
 
 
 def unflagged_deadline(policy: Policy, *, recorded_at: dt.datetime,
@@ -162,7 +191,9 @@ def deadline(policy: Policy, facts: RecordingFacts) -> dt.datetime | None:
 
 
 def held(facts: RecordingFacts) -> bool:
-    return any(h.active for h in facts.holds)
+    """An active hold, or an open case the recording is in: an open case holds its
+    recordings."""
+    return any(h.active for h in facts.holds) or any(c.open for c in facts.cases)
 
 
 def delete_after(policy: Policy, facts: RecordingFacts) -> dt.datetime | None:
@@ -252,4 +283,50 @@ def may_manage_holds(p: Principal) -> bool:
     """Place and release holds (legal, complaint, post-incident): professional standards only,
     as DESIGN.md's roles table says; an evidence officer asks them (a hold exists to stop the
     command's own decisions)."""
+    return p.role == Role.PROFESSIONAL_STANDARDS and p.user_id is not None
+
+
+# --- cases ---------------------------------------------------------------------------------
+
+#: Who may own a case: the people who work cases (not watchdogs, prosecutors or the no-footage
+#: roles; a watchdog is given a grant instead).
+CASE_OWNER_ROLES = frozenset({Role.OFFICER, Role.SUPERVISOR, Role.EVIDENCE_OFFICER,
+                              Role.PROFESSIONAL_STANDARDS})
+#: Who opens cases: evidence officers (their command) and professional standards.
+CASE_CREATOR_ROLES = frozenset({Role.EVIDENCE_OFFICER, Role.PROFESSIONAL_STANDARDS})
+
+
+def _in_command(p: Principal, case_unit_path: str) -> bool:
+    return (p.role == Role.EVIDENCE_OFFICER and p.unit_path is not None
+            and case_unit_path.startswith(p.unit_path))
+
+
+def may_create_case(p: Principal, case_unit_path: str) -> bool:
+    """Evidence officers for their command; professional standards anywhere."""
+    if p.user_id is None:
+        return False
+    return p.role == Role.PROFESSIONAL_STANDARDS or _in_command(p, case_unit_path)
+
+
+def may_manage_case(p: Principal, case_unit_path: str, owners: frozenset[int]) -> bool:
+    """Link and unlink recordings, change the status, add and remove owners: the command's
+    evidence officers, the case's owners and professional standards."""
+    if p.user_id is None or p.role not in CASE_OWNER_ROLES:
+        return False
+    return may_create_case(p, case_unit_path) or p.user_id in owners
+
+
+def may_read_case(p: Principal, case_unit_path: str, owners: frozenset[int],
+                  granted: frozenset[int]) -> bool:
+    """Those who manage it, and a watchdog the case is granted to."""
+    if p.user_id is None:
+        return False
+    if p.role == Role.WATCHDOG:
+        return p.user_id in granted
+    return may_manage_case(p, case_unit_path, owners)
+
+
+def may_manage_case_grants(p: Principal) -> bool:
+    """Watchdog grants are placed and revoked by professional standards (like holds and
+    restrictions: the decision about who outside the force sees what)."""
     return p.role == Role.PROFESSIONAL_STANDARDS and p.user_id is not None

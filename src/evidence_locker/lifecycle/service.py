@@ -21,6 +21,7 @@ from evidence_locker.catalogue.models import Recording
 from evidence_locker.clock import Clock
 from evidence_locker.config import Settings
 from evidence_locker.lifecycle import rules
+from evidence_locker.lifecycle.case_models import Case, CaseRecording
 from evidence_locker.lifecycle.models import (
     CategoryVersion,
     EvidenceFlag,
@@ -75,13 +76,15 @@ class Facts:
 
 
 def facts_of_many(session: Session, recs: list[Recording]) -> dict[uuid.UUID, Facts]:
-    """What the rule of deletion needs about each recording, in three queries for any number
-    of them (the sweep reads a batch under its row locks, so a flag, hold or decision that
-    committed first is seen). A review flag's facts carry the review date the latest retain
-    set and when a dispose decision was recorded."""
+    """What the rule of deletion needs about each recording, in four queries for any number
+    of them (the sweep reads a batch under its row locks, so a flag, hold, case change or
+    decision that committed first is seen). A review flag's facts carry the review date the
+    latest retain set and when a dispose decision was recorded; a case-closed flag's, when the
+    cases the recording is in (now) were all closed. Open cases hold the recording."""
     ids = [r.id for r in recs]
     flags: dict[uuid.UUID, list[tuple[EvidenceFlag, CategoryVersion]]] = {i: [] for i in ids}
     holds: dict[uuid.UUID, list[rules.HoldFacts]] = {i: [] for i in ids}
+    cases: dict[uuid.UUID, list[rules.CaseFacts]] = {i: [] for i in ids}
     review_at: dict[int, dt.datetime] = {}
     disposed: dict[int, dt.datetime] = {}
     if ids:
@@ -101,16 +104,25 @@ def facts_of_many(session: Session, recs: list[Recording]) -> dict[uuid.UUID, Fa
         for rid, released in session.execute(select(Hold.recording_id, Hold.released_at)
                                               .where(Hold.recording_id.in_(ids))):
             holds[rid].append(rules.HoldFacts(released_at=released))
+        for rid, status, closed_at in session.execute(
+                select(CaseRecording.recording_id, Case.status, Case.closed_at)
+                .join(Case, Case.id == CaseRecording.case_id)
+                .where(CaseRecording.recording_id.in_(ids), CaseRecording.removed_at.is_(None))):
+            cases[rid].append(rules.CaseFacts(
+                closed_at=closed_at if status not in rules.OPEN_CASE_STATUSES else None))
     out = {}
     for rec in recs:
+        in_cases = tuple(cases[rec.id])
+        closed = rules.cases_closed_at(in_cases)
         rows = tuple((f, c, rules.FlagFacts(kind=c.kind, days=c.days,
                                             withdrawn_at=f.withdrawn_at,
                                             disposed_at=disposed.get(f.id),
+                                            case_closed_at=closed,
                                             review_at=review_at.get(f.id)))
                      for f, c in flags[rec.id])
         facts = rules.RecordingFacts(recorded_at=rec.sort_at, received_at=rec.received_at,
                                      flags=tuple(ff for _, _, ff in rows),
-                                     holds=tuple(holds[rec.id]))
+                                     holds=tuple(holds[rec.id]), cases=in_cases)
         out[rec.id] = Facts(facts, tuple(sorted({c.name for _, c, _ in rows})), rows)
     return out
 
@@ -146,6 +158,7 @@ def describe_retention(session: Session, *, settings: Settings, rec: Recording) 
         "delete_after": rec.delete_after.isoformat() if rec.delete_after else None,
         "deadline": deadline.isoformat() if deadline else None,
         "held": rules.held(f.facts),
+        "open_cases": sum(c.open for c in f.facts.cases),
         "flags": [_flag_json(fl, c) | _review_json(ff, rec, decisions.get(fl.id, []))
                   for fl, c, ff in f.flags],
         "holds": [_hold_json(h) for h in holds],

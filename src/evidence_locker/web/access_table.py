@@ -80,8 +80,18 @@ REPORT_READERS: frozenset[Caller] = frozenset(
 #: Tombstones and deletion certificates (lifecycle/record_views.py): the records manager's
 #: roles. A tombstone names a deleted recording's camera, officer and times, no footage.
 TOMBSTONE_READERS: frozenset[Caller] = frozenset({Role.AUDITOR, Role.PROFESSIONAL_STANDARDS})
+#: Cases (lifecycle/cases.py): any footage role may ask (the case itself decides: its command's
+#: evidence officers, its owners, professional standards, a watchdog it is granted to; others
+#: get 404); changes by the roles that work cases, opening by evidence officers and
+#: professional standards, watchdog grants by professional standards.
+CASE_READERS: frozenset[Caller] = FOOTAGE
+CASE_WORKERS: frozenset[Caller] = frozenset(
+    {Role.OFFICER, Role.SUPERVISOR, Role.EVIDENCE_OFFICER, Role.PROFESSIONAL_STANDARDS})
+CASE_OPENERS: frozenset[Caller] = frozenset({Role.EVIDENCE_OFFICER, Role.PROFESSIONAL_STANDARDS})
+CASE_GRANTORS: frozenset[Caller] = frozenset({Role.PROFESSIONAL_STANDARDS})
 
 _RECORDING = "/api/v1/recordings/{recording_id}"
+_CASE = "/api/v1/cases/{case_id}"
 _UPLOAD = "/api/v1/uploads/{upload_id}"
 
 ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
@@ -127,6 +137,17 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("DELETE", f"{_RECORDING}/restriction"): RESTRICTION_MANAGERS,
     ("POST", f"{_RECORDING}/restriction/access"): RESTRICTION_MANAGERS,
     ("DELETE", f"{_RECORDING}/restriction/access/{{username}}"): RESTRICTION_MANAGERS,
+    # cases API
+    ("GET", "/api/v1/cases"): CASE_READERS,
+    ("POST", "/api/v1/cases"): CASE_OPENERS,
+    ("GET", _CASE): CASE_READERS,
+    ("POST", f"{_CASE}/recordings"): CASE_WORKERS,
+    ("DELETE", f"{_CASE}/recordings/{{recording_id}}"): CASE_WORKERS,
+    ("POST", f"{_CASE}/status"): CASE_WORKERS,
+    ("POST", f"{_CASE}/owners"): CASE_WORKERS,
+    ("DELETE", f"{_CASE}/owners/{{username}}"): CASE_WORKERS,
+    ("POST", f"{_CASE}/grants"): CASE_GRANTORS,
+    ("POST", f"{_CASE}/grants/{{grant_id}}/revoke"): CASE_GRANTORS,
     # fleet API
     ("POST", "/api/v1/docks/heartbeat"): DOCKS,
     ("GET", "/api/v1/fleet/rollout"): FLEET_READERS,
