@@ -60,9 +60,22 @@ class AuditDb:
     def sequence(self, batch: int = 1000) -> int:
         return sequence_pending(self.factory, clock=self.clock, batch=batch)
 
-    def verify(self, batch: int = 5000) -> ChainReport:
+    def verify(self, batch: int = 5000, every_way: bool = True) -> ChainReport:
+        """The chain's report, the same from every way of walking it: one range or three
+        walked at once, and on PostgreSQL hashed in SQL (the default) or in Python. Every
+        tampering test thus checks each path, and that they agree. `every_way=False` for a
+        chain that grows while it is read (a running sequencer)."""
         with self.factory() as session:
-            return verify_chain(session, batch=batch)
+            report = verify_chain(session, batch=batch)
+            if not every_way:
+                return report
+            ways: list[dict[str, Any]] = [{"workers": 1}, {"workers": 3}]
+            if self.engine.dialect.name == "postgresql":
+                ways += [{"digest_in_sql": False}, {"digest_in_sql": False, "workers": 3}]
+            for way in ways:
+                other = verify_chain(session, batch=batch, **way)
+                assert other == report, (way, other, report)
+            return report
 
     def rows(self) -> list[dict[str, Any]]:
         """Every row, linked ones in seq order first, then pending ones by id."""

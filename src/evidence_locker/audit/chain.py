@@ -17,17 +17,32 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import re
 import threading
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Row, Select, Table, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    bindparam,
+    create_engine,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import base as sqlite_types
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.audit.service import canonical_json
@@ -453,14 +468,32 @@ class _Linked(NamedTuple):
 
 _WALK_COLUMNS = ", ".join((*CONTENT_FIELDS, "seq", "prev_hash", "hash"))
 
+#: Rows each part of a walk split with `workers=None` should have at least: below that, starting
+#: a process or connection per part costs more than the part takes.
+MIN_RANGE_ROWS = 50_000
 
-def _walk_sql(placeholder: str, mode: str) -> str:
+
+@dataclass(frozen=True)
+class _Range:
+    """One part of a split walk: rows with `after < seq <= upto` (None: no bound that side).
+
+    The first part has no lower bound when the walk starts at genesis (a row with seq 0 or
+    below is still read, and reported); the last has no upper bound, so events linked while
+    the walk runs are walked too.
+    """
+
+    after: int | None
+    upto: int | None
+
+
+def _walk_sql(placeholder: str, mode: str, *, upto: bool = False, in_sql: bool = False) -> str:
     """Keyset paging over (seq, id) as raw SQL for the DBAPI cursor.
 
     `mode`: "all" (the first page from genesis: every linked row, whatever its seq), "start"
-    (the first page after a starting seq) or "after" (the page after a (seq, id) key). Ordering
-    by (seq, id) rather than seq alone means a duplicated seq (possible only once the unique
-    constraint is gone) is still seen, even across a page boundary.
+    (the first page after a starting seq) or "after" (the page after a (seq, id) key); `upto`
+    adds an upper bound on seq. Ordering by (seq, id) rather than seq alone means a duplicated
+    seq (possible only once the unique constraint is gone) is still seen, even across a page
+    boundary. `in_sql` (PostgreSQL): the page is checked in the database, see `_sql_checked`.
     """
     p = placeholder
     where = {
@@ -468,9 +501,75 @@ def _walk_sql(placeholder: str, mode: str) -> str:
         "start": f" AND seq > {p}",
         "after": f" AND seq >= {p} AND (seq > {p} OR (seq = {p} AND id > {p}))",
     }[mode]
+    if upto:
+        where += f" AND seq <= {p}"
     # Constant column names and placeholders only: nothing from outside reaches the text.
     sql = f"SELECT {_WALK_COLUMNS} FROM audit_events WHERE seq IS NOT NULL{where} "  # noqa: S608
-    return sql + f"ORDER BY seq, id LIMIT {p}"
+    sql += f"ORDER BY seq, id LIMIT {p}"
+    return _sql_checked(sql) if in_sql else sql
+
+
+def _sql_json(column: str) -> str:
+    """`canonical_json` of a text or bigint column, in SQL (NULL becomes null).
+
+    PostgreSQL's to_json escapes a string exactly as Python's json does with ensure_ascii=False
+    (`"`, `\\`, \\b \\f \\n \\r \\t, other controls as lowercase \\u00xx, nothing else), checked
+    over arbitrary text by the tests.
+    """
+    return f"coalesce(to_json({column})::text, 'null')"
+
+
+#: The hashed document of `_DOC` built in SQL from a row, key for key.
+_SQL_DOC = "concat(" + ", ".join([
+    "'{\"action\":'", _sql_json("action"),
+    "',\"actor_id\":'", _sql_json("actor_id"),
+    "',\"actor_name\":'", _sql_json("actor_name"),
+    "',\"actor_type\":'", _sql_json("actor_type"),
+    "',\"details\":'", _sql_json("details"),
+    "',\"id\":'", _sql_json("id"),
+    "',\"ip\":'", _sql_json("ip"),
+    "',\"object_id\":'", _sql_json("object_id"),
+    "',\"object_type\":'", _sql_json("object_type"),
+    "',\"occurred_at\":\"'",
+    "to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
+    "'\",\"prev_hash\":'", _sql_json("prev_hash"),
+    "',\"purpose\":'", _sql_json("purpose"),
+    "',\"reason\":'", _sql_json("reason"),
+    "',\"seq\":'", _sql_json("seq"),
+    "',\"user_agent\":'", _sql_json("user_agent"),
+    f"',\"v\":{CHAIN_FORMAT}}}'",
+]) + ")"
+
+#: Where the SQL document is known to be `_DOC`'s: an instant Python can represent (years 1 to
+#: 9999; to_char writes others differently and Python cannot read them). Any other row is
+#: handed to Python, which hashes it as `event_digest` does.
+_SQL_DOMAIN = (
+    "occurred_at >= TIMESTAMPTZ '0001-01-01 00:00:00+00' "
+    "AND occurred_at < TIMESTAMPTZ '10000-01-01 00:00:00+00'"
+)
+
+
+def _sql_checked(page_sql: str) -> str:
+    """Wrap a page query so that PostgreSQL hashes and links every row of the page itself.
+
+    Each row's SHA-256 is computed over `_SQL_DOC` and compared with its stored hash, and its
+    seq and prev_hash with the row before it in the page. Only rows that need Python come back:
+    the page's first row (its link is to the previous page), every row SQL finds wrong, and the
+    page's last row (where the next page starts). Python re-checks each returned row with its
+    own digest, so a row where SQL and Python could disagree is judged by Python, never
+    reported as a false break. Columns: the walk's 16, then the row's place in the page, whether
+    SQL found its hash right, and the id, seq and hash of the row before it.
+    """
+    return (
+        f"SELECT {_WALK_COLUMNS}, rn, sql_ok, p_id, p_seq, p_hash FROM ("  # noqa: S608
+        f"SELECT {_WALK_COLUMNS}, row_number() OVER w AS rn, lead(seq) OVER w IS NULL AS is_last,"
+        " lag(id) OVER w AS p_id, lag(seq) OVER w AS p_seq, lag(hash) OVER w AS p_hash,"
+        " coalesce(hash IS NOT NULL AND prev_hash IS NOT NULL AND " + _SQL_DOMAIN + " AND"
+        " encode(sha256(convert_to(" + _SQL_DOC + ", 'UTF8')), 'hex') = hash, false) AS sql_ok"
+        f" FROM ({page_sql}) AS page WINDOW w AS (ORDER BY seq, id)) AS checked"
+        " WHERE rn = 1 OR is_last OR NOT sql_ok OR seq <> p_seq + 1"
+        " OR prev_hash IS DISTINCT FROM p_hash ORDER BY seq, id"
+    )
 
 
 @dataclass(frozen=True)
@@ -479,8 +578,20 @@ class _Problem:
     text: str
 
 
+class _Prev(NamedTuple):
+    """The row before another in the walk: what a diagnosis names and a link is checked with."""
+
+    id: int
+    seq: int
+    hash: str
+
+
+def _prev_of(raw: Sequence[Any]) -> _Prev:
+    return _Prev(raw[0], raw[13], raw[15])
+
+
 def _check_row(
-    row: _Linked, expected_seq: int, prev: _Linked | None, start: Checkpoint | None
+    row: _Linked, expected_seq: int, prev: _Prev | None, start: Checkpoint | None
 ) -> list[_Problem]:
     """Everything wrong with one linked row, given the row before it in the walk."""
     problems: list[_Problem] = []
@@ -547,29 +658,255 @@ def _end_transaction(session: Session) -> None:
         session.rollback()
 
 
-def _fetch_page(session: Session, after: tuple[int, int] | None, start: Checkpoint | None,
-                batch: int) -> list[tuple[Any, ...]]:
-    conn = session.connection()
-    placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+#: Runs one page query on a DBAPI connection and returns its rows.
+_Fetch = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def _driver_fetch(dbapi_conn: Any, dbapi_error: type[Exception]) -> _Fetch:
+    """The driver's own cursor: plain tuples, no per-row processing. Its errors are wrapped as
+    SQLAlchemy would have wrapped them, so callers see one kind of database error."""
+
+    def fetch(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cast(list[tuple[Any, ...]], cursor.fetchall())
+        except dbapi_error as exc:
+            raise DBAPIError.instance(sql, params, exc, dbapi_error) from exc
+        finally:
+            cursor.close()
+
+    return fetch
+
+
+def _session_fetch(session: Session) -> _Fetch:
+    """Pages through the caller's session, each page in its own short transaction."""
+
+    def fetch(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        conn = session.connection()
+        error = conn.dialect.loaded_dbapi.Error
+        try:
+            return _driver_fetch(conn.connection.driver_connection, error)(sql, params)
+        finally:
+            _end_transaction(session)
+
+    return fetch
+
+
+@dataclass(frozen=True)
+class _RangeWalk:
+    """What a walk over one range found; the coordinator checks how the ranges join.
+
+    The range's first row is anchored on itself (only its own hash is checked: its seq and link
+    belong to the row before the range). `bad` is the first row that fails, `bad_prev` the good
+    row before it in the range (None when `bad` is the range's first row).
+    """
+
+    first: tuple[Any, ...] | None
+    last: _Prev | None
+    checked: int
+    bad: tuple[Any, ...] | None = None
+    bad_prev: _Prev | None = None
+
+
+def _page_query(placeholder: str, key: tuple[int, int] | None, rng: _Range, batch: int,
+                in_sql: bool) -> tuple[str, tuple[Any, ...]]:
     params: tuple[Any, ...]
-    if after is not None:
-        seq, id_ = after
-        sql, params = _walk_sql(placeholder, "after"), (seq, seq, seq, id_, batch)
-    elif start is not None:
-        sql, params = _walk_sql(placeholder, "start"), (start.seq, batch)
+    if key is not None:
+        seq, id_ = key
+        mode, params = "after", (seq, seq, seq, id_)
+    elif rng.after is not None:
+        mode, params = "start", (rng.after,)
     else:
-        sql, params = _walk_sql(placeholder, "all"), (batch,)
-    # The driver's own cursor: plain tuples, no per-row processing. Its errors are wrapped as
-    # SQLAlchemy would have wrapped them, so callers see one kind of database error.
-    dbapi_error = conn.dialect.loaded_dbapi.Error
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        mode, params = "all", ()
+    if rng.upto is not None:
+        params += (rng.upto,)
+    sql = _walk_sql(placeholder, mode, upto=rng.upto is not None, in_sql=in_sql)
+    return sql, (*params, batch)
+
+
+def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range, batch: int,
+                in_sql: bool) -> _RangeWalk:
+    """Walk one range in keyset pages of `batch` rows until its first failing row."""
+    digest = _raw_digest
+    first: tuple[Any, ...] | None = None
+    last: _Prev | None = None
+    checked = 0
+    expected_seq: int | None = None  # None until the range's first row anchors it
+    expected_prev: str | None = None
+    key: tuple[int, int] | None = None
+    while True:
+        sql, params = _page_query(placeholder, key, rng, batch, in_sql)
+        rows = fetch(sql, params)
+        if not rows:
+            break
+        if in_sql:
+            end = rows[-1]
+            for raw in rows:
+                seq, prev_hash, hash_, rn = raw[13], raw[14], raw[15], raw[16]
+                if rn == 1:
+                    prev, want_seq, want_prev = last, expected_seq, expected_prev
+                elif raw[17] and seq == raw[19] + 1 and prev_hash == raw[20]:
+                    continue  # the page's last row, checked by SQL: it only marks the end
+                else:
+                    prev, want_seq, want_prev = _Prev(raw[18], raw[19], raw[20]), raw[19] + 1, \
+                        raw[20]
+                if first is None:
+                    first = raw[:16]
+                if want_seq is None:
+                    bad = hash_ is None or prev_hash is None
+                else:
+                    bad = seq != want_seq or prev_hash != want_prev or hash_ is None
+                if bad or digest(raw, seq, prev_hash) != hash_:
+                    return _RangeWalk(first, prev, checked + rn - 1, raw[:16], prev)
+            n = end[16]
+            checked += n
+            last = _prev_of(end)
+        else:
+            prev_raw: tuple[Any, ...] | None = None
+            for raw in rows:
+                seq, prev_hash, hash_ = raw[13], raw[14], raw[15]
+                if expected_seq is None:
+                    first = raw
+                    bad = hash_ is None or prev_hash is None
+                else:
+                    bad = seq != expected_seq or prev_hash != expected_prev or hash_ is None
+                if bad or digest(raw, seq, prev_hash) != hash_:
+                    if prev_raw is not None:
+                        last = _prev_of(prev_raw)
+                    return _RangeWalk(first, last, checked, raw, last)
+                checked += 1
+                expected_seq = seq + 1
+                expected_prev = hash_
+                prev_raw = raw
+            assert prev_raw is not None
+            last = _prev_of(prev_raw)
+            n = len(rows)
+        expected_seq, expected_prev = last.seq + 1, last.hash
+        key = (last.seq, last.id)
+        if n < batch:
+            break
+    return _RangeWalk(first, last, checked)
+
+
+def _walk_range_at(url: str, rng: _Range, batch: int, in_sql: bool) -> _RangeWalk:
+    """One range on a connection of its own (a worker process or thread of a split walk).
+
+    A plain engine, not `db.make_engine`'s: a reader must not take SQLite's write lock (BEGIN
+    IMMEDIATE). Each page is its own statement outside a transaction (SQLite's driver starts
+    none for a SELECT; PostgreSQL in autocommit), so no snapshot outlives a page.
+    """
+    engine = create_engine(url, poolclass=NullPool)
     try:
-        cursor.execute(sql, params)
-        return cast(list[tuple[Any, ...]], cursor.fetchall())
-    except dbapi_error as exc:
-        raise DBAPIError.instance(sql, params, exc, dbapi_error) from exc
+        raw = engine.raw_connection()
+        try:
+            driver = raw.driver_connection
+            if engine.dialect.name == "postgresql":
+                driver.autocommit = True  # type: ignore[union-attr]
+            placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+            fetch = _driver_fetch(driver, engine.dialect.loaded_dbapi.Error)
+            return _walk_range(fetch, placeholder, rng, batch, in_sql)
+        finally:
+            raw.close()
     finally:
-        cursor.close()
+        engine.dispose()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the default number of parts of a walk)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _ranges(session: Session, start: Checkpoint | None, workers: int | None) -> list[_Range]:
+    """Split the linked seqs into parts of about equal size (one part: no split)."""
+    wanted = available_cpus() if workers is None else workers
+    if wanted < 1:
+        raise ValueError("workers must be at least 1")
+    if wanted == 1:
+        return [_Range(None if start is None else start.seq, None)]
+    low = session.execute(
+        select(func.min(_C.seq), func.max(_C.seq)).where(
+            _C.seq.is_not(None), *(() if start is None else (_C.seq > start.seq,))
+        )
+    ).one()
+    _end_transaction(session)
+    lo, hi = low
+    parts = 1 if lo is None else min(wanted, hi - lo + 1)
+    if workers is None and lo is not None:
+        parts = min(parts, (hi - lo + 1) // MIN_RANGE_ROWS)
+    if parts <= 1:
+        return [_Range(None if start is None else start.seq, None)]
+    span = hi - lo + 1
+    cuts = [lo - 1 + span * i // parts for i in range(1, parts)]
+    afters: list[int | None] = [None if start is None else start.seq, *cuts]
+    uptos: list[int | None] = [*cuts, None]
+    return [_Range(a, u) for a, u in zip(afters, uptos, strict=True)]
+
+
+def _shared_url(session: Session) -> str | None:
+    """A URL other processes can open the same database with (None: an in-memory database)."""
+    bind = session.get_bind()
+    url = bind.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return None
+    return url.render_as_string(hide_password=False)
+
+
+def _walk_in_parallel(url: str, ranges: list[_Range], batch: int,
+                      in_sql: bool) -> list[_RangeWalk]:
+    """Each range on its own connection at once.
+
+    Threads when PostgreSQL hashes (the work is in the database's processes; the driver lets go
+    of the GIL while it waits); processes when Python hashes. Forked when this process has no
+    other thread (cheap), spawned otherwise (a fork would copy other threads' held locks).
+    """
+    count = len(ranges)
+    args = ([url] * count, ranges, [batch] * count, [in_sql] * count)
+    executor: Executor
+    if in_sql:
+        executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="audit-verify")
+    else:
+        method = "fork" if threading.active_count() == 1 and \
+            "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        executor = ProcessPoolExecutor(max_workers=count,
+                                       mp_context=multiprocessing.get_context(method))
+    with executor:
+        return list(executor.map(_walk_range_at, *args))
+
+
+def _sql_digest_usable(session: Session) -> bool:
+    """PostgreSQL with a UTF-8 database: the SQL document's bytes are then `event_digest`'s."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    encoding = session.execute(text("SELECT current_setting('server_encoding')")).scalar_one()
+    _end_transaction(session)
+    return bool(encoding == "UTF8")
+
+
+def _seen(session: Session, watch: frozenset[int], start: Checkpoint | None,
+          head: _Prev | None) -> dict[int, str]:
+    """The hash at each watched seq of the verified part of the chain (the first row by id, as
+    the walk met it: with a duplicated seq, the later one is the failing row)."""
+    if head is None:
+        return {}
+    low = None if start is None else start.seq
+    wanted = sorted(s for s in watch if s <= head.seq and (low is None or s > low))
+    seen: dict[int, str] = {}
+    for i in range(0, len(wanted), 1000):
+        rows = session.execute(
+            select(_C.seq, _C.id, _C.hash)
+            .where(_C.seq.in_(wanted[i:i + 1000]))
+            .order_by(_C.seq.desc(), _C.id.desc())
+        ).all()
+        _end_transaction(session)
+        for row in rows:  # descending, so the lowest id per seq is written last
+            if row.seq == head.seq and row.id > head.id:
+                continue
+            seen[int(row.seq)] = str(row.hash)
+    return seen
 
 
 def verify_chain(
@@ -578,6 +915,8 @@ def verify_chain(
     batch: int = 5000,
     start: Checkpoint | None = None,
     watch: Collection[int] = (),
+    workers: int | None = None,
+    digest_in_sql: bool | None = None,
 ) -> ChainReport:
     """Walk the chain in seq order, recompute every hash and check every link.
 
@@ -592,50 +931,61 @@ def verify_chain(
     `start` begins the walk after a trusted head (a signed checkpoint: the prefix up to it may
     be archived); rows at or below its seq are not read. The hashes found at the seqs in `watch`
     come back in `ChainReport.seen`, for comparison with signed checkpoints.
+
+    `workers` splits the seqs into that many ranges walked at once, each on its own connection
+    (None: one per CPU, when each range would have `MIN_RANGE_ROWS`); a row's hash covers its
+    own prev_hash, so each range is checked on its own and only the joins between ranges are
+    left, checked here. The report is the same whatever the split. `digest_in_sql` (default: on
+    PostgreSQL with a UTF-8 database) hashes in the database, so Python sees only the rows SQL
+    finds wrong and the page ends; Python re-checks those with its own digest.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    checked = 0
-    watched = frozenset(watch)
-    seen: dict[int, str] = {}
-    prev: _Linked | None = None
-    expected_seq = 1 if start is None else start.seq + 1
-    expected_prev = GENESIS_HASH if start is None else start.hash
-    problem: tuple[_Linked, list[_Problem]] | None = None
-    digest = _raw_digest
     try:
-        while problem is None:
-            after = None if prev is None else (int(prev.seq), int(prev.id))
-            rows = _fetch_page(session, after, start, batch)
+        in_sql = _sql_digest_usable(session) if digest_in_sql is None else digest_in_sql
+        if in_sql and session.get_bind().dialect.name != "postgresql":
+            raise ValueError("digest_in_sql needs PostgreSQL")
+        ranges = _ranges(session, start, workers)
+        url = _shared_url(session) if len(ranges) > 1 else None
+        if url is None:
+            conn = session.connection()
+            placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             _end_transaction(session)
-            last: tuple[Any, ...] | None = None
-            for raw in rows:
-                seq, prev_hash, hash_ = raw[13], raw[14], raw[15]
-                # The fast path: right seq, right link, right hash. Anything else is diagnosed.
-                if (
-                    seq != expected_seq
-                    or prev_hash != expected_prev
-                    or hash_ is None
-                    or digest(raw, seq, prev_hash) != hash_
-                ):
-                    if last is not None:
-                        prev = _Linked(*last)
-                    row = _Linked(*raw)
-                    found = _check_row(row, expected_seq, prev, start)
-                    if found:
-                        problem = (row, found)
-                        break
-                if seq in watched:
-                    seen[seq] = hash_
-                checked += 1
-                expected_seq = seq + 1
-                expected_prev = hash_
-                last = raw
-            if last is not None and problem is None:
-                prev = _Linked(*last)
-            if len(rows) < batch:
-                break
+            rng = _Range(None if start is None else start.seq, None)
+            walks = [_walk_range(_session_fetch(session), placeholder, rng, batch, in_sql)]
+        else:
+            walks = _walk_in_parallel(url, ranges, batch, in_sql)
 
+        # Join the ranges: each one's first row must follow the last good row before it.
+        checked = 0
+        prev: _Prev | None = None
+        expected_seq = 1 if start is None else start.seq + 1
+        expected_prev = GENESIS_HASH if start is None else start.hash
+        problem: tuple[_Linked, list[_Problem]] | None = None
+        for walk in walks:
+            if walk.first is None:
+                continue
+            first = walk.first
+            if first[13] != expected_seq or first[14] != expected_prev or (
+                walk.bad is not None and walk.bad_prev is None
+            ):
+                row = _Linked(*first)
+                problem = (row, _check_row(row, expected_seq, prev, start))
+                break
+            checked += walk.checked
+            if walk.bad is not None:
+                assert walk.bad_prev is not None
+                prev = walk.bad_prev
+                row = _Linked(*walk.bad)
+                problem = (row, _check_row(row, prev.seq + 1, prev, start))
+                break
+            assert walk.last is not None
+            prev = walk.last
+            expected_seq, expected_prev = prev.seq + 1, prev.hash
+        if problem is not None and not problem[1]:
+            raise RuntimeError(f"audit walk flagged row id {problem[0].id} but found nothing")
+
+        seen = _seen(session, frozenset(watch), start, prev)
         if problem is None:
             stray = session.execute(
                 select(_C.id)
