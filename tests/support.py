@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from evidence_locker.accounts.service import Passwords, create_api_token, create_user
+from evidence_locker.audit.models import AuditEvent
 from evidence_locker.audit.service import Actor
 from evidence_locker.clock import Clock, FixedClock
 from evidence_locker.config import Settings
@@ -113,6 +116,19 @@ def serving(data_dir: Path, clock: Clock, **overrides: object) -> Iterator[tuple
             yield runtime, client
     finally:
         runtime.close()
+
+
+def count_rows(runtime: Runtime, model: Any) -> int:
+    """Rows of a model's table, in a transaction of their own."""
+    with transaction(runtime.sessions) as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def count_events(runtime: Runtime, action: str) -> int:
+    """Audit events of one action."""
+    with transaction(runtime.sessions) as s:
+        return int(s.scalar(select(func.count()).select_from(AuditEvent)
+                            .where(AuditEvent.action == action)) or 0)
 
 
 def bearer(token: str, **extra: str) -> dict[str, str]:

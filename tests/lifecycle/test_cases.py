@@ -8,10 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cat_helpers import record_camera
-from evidence_locker.audit.models import AuditEvent
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle.case_models import Case, CaseGrant, CaseRecording
@@ -30,20 +29,9 @@ from life_helpers import (
     set_status,
     unlink,
 )
-from support import add_user, bearer
+from support import add_user, bearer, count_events, count_rows
 
 DAY = dt.timedelta(days=1)
-
-
-def _count(runtime, model) -> int:
-    with transaction(runtime.sessions) as s:
-        return int(s.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def _events(runtime, action: str) -> int:
-    with transaction(runtime.sessions) as s:
-        return int(s.scalar(select(func.count()).select_from(AuditEvent)
-                            .where(AuditEvent.action == action)) or 0)
 
 
 def _rec(client, force, name: str = "R1", device: str = "CAM-1") -> str:
@@ -77,7 +65,7 @@ def test_who_may_open_a_case(client, runtime, force) -> None:
     # An evidence officer opens cases in their own command only.
     assert open_case(client, force.tokens["evidence1"], "CRIME/2026/0100",
                      unit="U2").status_code == 403
-    assert _count(runtime, Case) == 0 and _events(runtime, "case.opened") == 0
+    assert count_rows(runtime, Case) == 0 and count_events(runtime, "case.opened") == 0
     r = open_case(client, force.tokens["evidence1"], "CRIME/2026/0100")
     assert r.status_code == 201, r.text
     body = r.json()
@@ -85,7 +73,7 @@ def test_who_may_open_a_case(client, runtime, force) -> None:
         "open", True, "C1", "evidence1")
     r = open_case(client, force.tokens["standards"], "CRIME/2026/0101", unit="U2")
     assert r.status_code == 201, r.text
-    assert _events(runtime, "case.opened") == 2
+    assert count_events(runtime, "case.opened") == 2
 
 
 def test_bad_cases_change_nothing(client, runtime, force) -> None:
@@ -102,7 +90,7 @@ def test_bad_cases_change_nothing(client, runtime, force) -> None:
         assert r.headers["content-type"].startswith("application/problem+json")
     r = open_case(client, tok, "CRIME/2026/0100")  # the reference is taken
     assert r.status_code == 409, r.text
-    assert _count(runtime, Case) == 1 and _events(runtime, "case.opened") == 1
+    assert count_rows(runtime, Case) == 1 and count_events(runtime, "case.opened") == 1
     case_id = client.get("/api/v1/cases", headers=bearer(tok)).json()["items"][0]["id"]
     for status, reason in (("shelved", REASON), ("closed", ""), ("closed", "short")):
         assert set_status(client, tok, case_id, status, reason=reason).status_code == 422
@@ -113,8 +101,8 @@ def test_bad_cases_change_nothing(client, runtime, force) -> None:
     with transaction(runtime.sessions) as s:
         case = s.scalars(select(Case)).one()
         assert (case.status, case.closed_at) == ("open", None)
-    assert _events(runtime, "case.status_changed") == 0
-    assert _count(runtime, CaseRecording) == 0
+    assert count_events(runtime, "case.status_changed") == 0
+    assert count_rows(runtime, CaseRecording) == 0
 
 
 def test_only_managers_change_a_case_and_others_do_not_see_it(client, runtime, force) -> None:
@@ -127,7 +115,7 @@ def test_only_managers_change_a_case_and_others_do_not_see_it(client, runtime, f
         assert client.get(f"/api/v1/cases/{case_id}", headers=bearer(tok)).status_code == 404
         assert client.get("/api/v1/cases", headers=bearer(tok)).json()["items"] == []
         assert link(client, tok, case_id, rid).status_code == 404, user
-    assert _count(runtime, CaseRecording) == 0
+    assert count_rows(runtime, CaseRecording) == 0
     # Made an owner, the supervisor may link their unit's footage.
     r = client.post(f"/api/v1/cases/{case_id}/owners", headers=bearer(force.tokens["evidence1"]),
                     json={"username": "sergeant1"})
@@ -138,9 +126,9 @@ def test_only_managers_change_a_case_and_others_do_not_see_it(client, runtime, f
                        headers=bearer(force.tokens["sergeant1"]),
                        json={"username": "officer2"}).status_code == 201
     assert unlink(client, force.tokens["officer2"], case_id, rid).status_code == 404
-    assert _count(runtime, CaseRecording) == 1
-    assert _events(runtime, "case.owner_added") == 2
-    assert _events(runtime, "case.recording_added") == 1
+    assert count_rows(runtime, CaseRecording) == 1
+    assert count_events(runtime, "case.owner_added") == 2
+    assert count_events(runtime, "case.recording_added") == 1
 
 
 def test_an_open_case_holds_and_closing_starts_the_clock(client, runtime, force, clock,
@@ -190,7 +178,7 @@ def test_an_open_case_holds_and_closing_starts_the_clock(client, runtime, force,
     assert set_status(client, ps, case_id, "closed").status_code == 200
     assert dt.datetime.fromisoformat(retention(client, ps, flagged)["delete_after"]) == (
         clock.now() + dt.timedelta(days=365))
-    assert _events(runtime, "case.status_changed") == 4
+    assert count_events(runtime, "case.status_changed") == 4
 
 
 def test_unlinking_lets_the_deadline_apply_again(client, runtime, force, clock,
@@ -230,7 +218,7 @@ def test_a_recording_the_sweep_has_decided_on_cannot_be_linked(client, runtime, 
         assert decide(s, clock=clock, settings=runtime.settings, rec=rec)
     r = link(client, ps, case_id, rid)
     assert r.status_code == 404, r.text  # a recording being deleted is not found
-    assert _count(runtime, CaseRecording) == 0
+    assert count_rows(runtime, CaseRecording) == 0
 
 
 def test_a_retried_link_acts_once(client, runtime, force) -> None:
@@ -244,7 +232,8 @@ def test_a_retried_link_acts_once(client, runtime, force) -> None:
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
     other = _rec(client, force, "R2")
     assert link(client, ps, case_id, other, **{"Idempotency-Key": "link-1"}).status_code == 422
-    assert _count(runtime, CaseRecording) == 1 and _events(runtime, "case.recording_added") == 1
+    assert count_rows(runtime, CaseRecording) == 1
+    assert count_events(runtime, "case.recording_added") == 1
 
 
 def test_a_watchdog_sees_what_its_grant_gives_and_nothing_else(client, runtime, force) -> None:
@@ -280,7 +269,7 @@ def test_a_watchdog_sees_what_its_grant_gives_and_nothing_else(client, runtime, 
     assert grant(client, ps, case_id, "prosecutor1").status_code == 422
     assert grant(client, ps, case_id, "nobody").status_code == 422
     assert grant(client, ps, case_id, "watchdog1", reason="").status_code == 422
-    assert _count(runtime, CaseGrant) == 0
+    assert count_rows(runtime, CaseGrant) == 0
     r = grant(client, ps, case_id, "watchdog1")
     assert r.status_code == 201, r.text
     grant_id = r.json()["id"]
@@ -308,7 +297,8 @@ def test_a_watchdog_sees_what_its_grant_gives_and_nothing_else(client, runtime, 
     assert revoke(client, ps, case_id, grant_id).status_code == 409
     assert not sees(in_case) and found() == set()
     assert client.get(f"/api/v1/cases/{case_id}", headers=bearer(watchdog)).status_code == 404
-    assert (_events(runtime, "case.grant_placed"), _events(runtime, "case.grant_revoked")) == (
+    assert (count_events(runtime, "case.grant_placed"),
+            count_events(runtime, "case.grant_revoked")) == (
         1, 1)
 
 
@@ -318,7 +308,7 @@ def test_reading_a_case_is_audited(client, runtime, force) -> None:
     rid = _rec(client, force)
     case_id = open_case(client, tok, "CRIME/2026/0100").json()["id"]
     assert link(client, tok, case_id, rid).status_code == 201
-    before = (_events(runtime, "case.viewed"), _events(runtime, "cases.listed"))
+    before = (count_events(runtime, "case.viewed"), count_events(runtime, "cases.listed"))
     detail = client.get(f"/api/v1/cases/{case_id}", headers=bearer(tok))
     assert detail.status_code == 200
     assert [x["id"] for x in detail.json()["recordings"]] == [rid]
@@ -327,5 +317,5 @@ def test_reading_a_case_is_audited(client, runtime, force) -> None:
     assert [c["id"] for c in listed] == [case_id]
     assert client.get("/api/v1/cases?status=closed", headers=bearer(tok)).json()["items"] == []
     assert client.get("/api/v1/cases?status=bogus", headers=bearer(tok)).status_code == 422
-    assert (_events(runtime, "case.viewed"), _events(runtime, "cases.listed")) == (
+    assert (count_events(runtime, "case.viewed"), count_events(runtime, "cases.listed")) == (
         before[0] + 1, before[1] + 2)

@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cat_helpers import record_camera
-from evidence_locker.audit.models import AuditEvent
 from evidence_locker.config import RetentionCategory
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle.models import EvidenceFlag, Hold
 from evidence_locker.lifecycle.service import LifecycleRefused
 from life_helpers import bearer, configure, flag, hold, release, retention, unflag
-
-
-def _count(runtime, model) -> int:
-    with transaction(runtime.sessions) as s:
-        return int(s.scalar(select(func.count()).select_from(model)) or 0)
-
-
-def _events(runtime, action: str) -> int:
-    with transaction(runtime.sessions) as s:
-        return int(s.scalar(select(func.count()).select_from(AuditEvent)
-                            .where(AuditEvent.action == action)) or 0)
+from support import count_events, count_rows
 
 
 def _rec(client, force, recording: str = "R1", device: str = "CAM-1") -> str:
@@ -44,7 +33,7 @@ def test_unflagged_deadline_and_a_flag_extends_it(client, runtime, force) -> Non
     assert r.json()["category_version"] == 1
     after = retention(client, force.tokens["officer1"], rid)
     assert dt.datetime.fromisoformat(after["delete_after"]) == started + dt.timedelta(days=730)
-    assert _events(runtime, "evidence.flagged") == 1
+    assert count_events(runtime, "evidence.flagged") == 1
 
 
 def test_who_may_flag(client, runtime, force) -> None:
@@ -55,7 +44,7 @@ def test_who_may_flag(client, runtime, force) -> None:
         assert flag(client, force.tokens[user], rid).status_code == 201, user
     for user in ("standards", "auditor", "admin"):
         assert flag(client, force.tokens[user], rid).status_code == 403, user
-    assert _count(runtime, EvidenceFlag) == 3
+    assert count_rows(runtime, EvidenceFlag) == 3
 
 
 def test_bad_flags_change_nothing(client, runtime, force) -> None:
@@ -71,8 +60,8 @@ def test_bad_flags_change_nothing(client, runtime, force) -> None:
         assert r.headers["content-type"].startswith("application/problem+json")
     assert flag(client, tok, "00000000-0000-0000-0000-000000000000").status_code == 404
     assert retention(client, tok, rid) == before
-    assert _count(runtime, EvidenceFlag) == 0
-    assert _events(runtime, "evidence.flagged") == 0
+    assert count_rows(runtime, EvidenceFlag) == 0
+    assert count_events(runtime, "evidence.flagged") == 0
 
 
 def test_withdrawal_keeps_at_least_the_review_window(client, runtime, force, clock) -> None:
@@ -89,7 +78,7 @@ def test_withdrawal_keeps_at_least_the_review_window(client, runtime, force, clo
         clock.now() + dt.timedelta(days=7))
     assert unflag(client, tok, rid, fid).status_code == 409
     assert unflag(client, tok, rid, 999).status_code == 404
-    assert _events(runtime, "evidence.flag_withdrawn") == 1
+    assert count_events(runtime, "evidence.flag_withdrawn") == 1
 
 
 def test_holds_block_and_release(client, runtime, force) -> None:
@@ -114,7 +103,7 @@ def test_holds_block_and_release(client, runtime, force) -> None:
     state = retention(client, ps, rid)
     assert not state["held"] and state["delete_after"] is not None
     assert release(client, ps, rid, hid).status_code == 409
-    assert (_events(runtime, "hold.placed"), _events(runtime, "hold.released")) == (1, 1)
+    assert (count_events(runtime, "hold.placed"), count_events(runtime, "hold.released")) == (1, 1)
 
 
 def test_idempotency_key_acts_once(client, runtime, force) -> None:
@@ -128,12 +117,12 @@ def test_idempotency_key_acts_once(client, runtime, force) -> None:
     assert again.headers.get("idempotent-replayed") == "true"
     other = flag(client, tok, rid, reference="CRIME/2026/0002", **{"Idempotency-Key": "k-1"})
     assert other.status_code == 422
-    assert _count(runtime, EvidenceFlag) == 1
+    assert count_rows(runtime, EvidenceFlag) == 1
     h1 = hold(client, ps, rid, **{"Idempotency-Key": "k-1"})  # keys are per person
     h2 = hold(client, ps, rid, **{"Idempotency-Key": "k-1"})
     assert (h1.status_code, h2.status_code) == (201, 201) and h1.json() == h2.json()
-    assert _count(runtime, Hold) == 1
-    assert _events(runtime, "hold.placed") == 1
+    assert count_rows(runtime, Hold) == 1
+    assert count_events(runtime, "hold.placed") == 1
 
 
 def test_shortening_a_flagged_category_needs_a_decision(client, runtime, force) -> None:
@@ -185,7 +174,7 @@ def test_a_post_incident_hold_also_controls_viewing(client, runtime, force) -> N
     restriction = client.get(f"/api/v1/recordings/{rid}/restriction", headers=bearer(ps))
     assert restriction.status_code == 200
     assert restriction.json()["kind"] == "post-incident"
-    assert _events(runtime, "recording.restricted") == 1
+    assert count_events(runtime, "recording.restricted") == 1
     assert retention(client, ps, rid)["held"]
 
 

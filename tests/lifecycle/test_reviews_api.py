@@ -10,23 +10,17 @@ import uuid
 from sqlalchemy import func, select
 
 from cat_helpers import record_camera
-from evidence_locker.audit.models import AuditEvent
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.config import RetentionCategory
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle.models import ReviewDecision
 from evidence_locker.lifecycle.sweep import run_sweep
 from life_helpers import CATEGORIES, bearer, configure, flag, hold, retention, review
+from support import count_events
 
 STARTED = dt.datetime(2026, 11, 21, 8, 15, tzinfo=dt.UTC)  # the test sidecar's start
 SHORT = RetentionCategory(name="crime - short review", kind="review", days=30)
 DUE = STARTED + dt.timedelta(days=30)
-
-
-def _events(runtime, action: str) -> int:
-    with transaction(runtime.sessions) as s:
-        return int(s.scalar(select(func.count()).select_from(AuditEvent)
-                            .where(AuditEvent.action == action)) or 0)
 
 
 def _decisions(runtime) -> int:
@@ -72,7 +66,7 @@ def test_a_review_flag_keeps_and_comes_due(client, runtime, force, clock) -> Non
     due = _queue(client, ev).json()["items"]
     assert [i["flag_id"] for i in due] == [fid]
     assert due[0]["unit"] == "U1" and due[0]["officer"] == "1001"
-    assert _events(runtime, "evidence.review_queue_read") == 3
+    assert count_events(runtime, "evidence.review_queue_read") == 3
 
 
 def test_who_may_review(client, runtime, force, clock) -> None:
@@ -119,7 +113,8 @@ def test_retain_moves_the_review_and_dispose_lets_it_go(client, runtime, force, 
     assert state["flags"][0]["review_due_at"] is None
     assert review(client, ev, rid, fid).status_code == 409  # decided for good
     assert _queue(client, ev).json()["items"] == []
-    assert (_events(runtime, "evidence.retained"), _events(runtime, "evidence.disposed")) == (1, 1)
+    assert (count_events(runtime, "evidence.retained"),
+            count_events(runtime, "evidence.disposed")) == (1, 1)
     result = run_sweep(runtime.sessions, clock=clock, settings=runtime.settings,
                        store=lifecycle_store)
     assert result.deleted == 1 and result.failed == []

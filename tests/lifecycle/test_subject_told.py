@@ -11,10 +11,10 @@ import io
 from sqlalchemy import func, select
 
 from cat_helpers import record_camera
-from evidence_locker.audit.models import AuditEvent
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle.models import SubjectTold
 from life_helpers import REASON, bearer, configure, retention, tell
+from support import count_events
 
 STARTED = dt.datetime(2026, 11, 21, 8, 15, tzinfo=dt.UTC)
 WINDOW = {"from": (STARTED - dt.timedelta(days=1)).isoformat(),
@@ -24,12 +24,6 @@ WINDOW = {"from": (STARTED - dt.timedelta(days=1)).isoformat(),
 def _rows(runtime) -> int:
     with transaction(runtime.sessions) as s:
         return int(s.scalar(select(func.count()).select_from(SubjectTold)) or 0)
-
-
-def _events(runtime, action: str) -> int:
-    with transaction(runtime.sessions) as s:
-        return int(s.scalar(select(func.count()).select_from(AuditEvent)
-                            .where(AuditEvent.action == action)) or 0)
 
 
 def _rec(client, force, recording: str, device: str = "CAM-1") -> str:
@@ -58,7 +52,7 @@ def test_who_may_say_whether_the_subject_was_told(client, runtime, force) -> Non
     assert (state["told"], state["reason"], state["recorded_role"]) == (
         "not-practicable", REASON, "evidence-officer")
     assert [e["told"] for e in state["earlier"]] == ["yes", "no"]
-    assert _events(runtime, "recording.subject_told") == 3
+    assert count_events(runtime, "recording.subject_told") == 3
 
 
 def test_a_reason_unless_yes_and_bad_input_changes_nothing(client, runtime, force) -> None:
@@ -75,7 +69,7 @@ def test_a_reason_unless_yes_and_bad_input_changes_nothing(client, runtime, forc
     assert tell(client, tok, rid, "no", REASON).status_code == 200
     again = tell(client, tok, rid, "no", REASON)  # the same statement again: nothing new
     assert again.status_code == 200 and again.json()["changed"] is False
-    assert _rows(runtime) == 1 and _events(runtime, "recording.subject_told") == 1
+    assert _rows(runtime) == 1 and count_events(runtime, "recording.subject_told") == 1
 
 
 def test_the_report_counts_per_unit_for_each_role(client, runtime, force) -> None:
@@ -101,7 +95,7 @@ def test_the_report_counts_per_unit_for_each_role(client, runtime, force) -> Non
     earlier = {"from": (STARTED - dt.timedelta(days=9)).isoformat(),
                "to": (STARTED - dt.timedelta(days=2)).isoformat()}
     assert _report(client, force.tokens["standards"], **earlier).json()["units"] == []
-    assert _events(runtime, "report.subject_told_read") == 5
+    assert count_events(runtime, "report.subject_told_read") == 5
 
 
 def test_the_report_as_csv_and_bad_windows(client, runtime, force) -> None:

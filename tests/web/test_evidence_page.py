@@ -8,9 +8,8 @@ import re
 from matrix_world import sign_in
 
 from cat_helpers import record_camera
-from evidence_locker.audit.models import AuditEvent
-from evidence_locker.db import transaction
 from life_helpers import REASON, configure, retention
+from support import count_events
 
 
 def _session(client, force, username: str) -> tuple[dict[str, str], str]:
@@ -21,11 +20,6 @@ def _session(client, force, username: str) -> tuple[dict[str, str], str]:
 def _post(client, headers, url: str, **data: str):
     client.cookies.clear()
     return client.post(url, data=data, headers=headers, follow_redirects=False)
-
-
-def _events(runtime, action: str) -> int:
-    with transaction(runtime.sessions) as s:
-        return s.query(AuditEvent).filter(AuditEvent.action == action).count()
 
 
 def test_flag_withdraw_hold_release_through_the_page(client, runtime, force) -> None:
@@ -65,7 +59,7 @@ def test_flag_withdraw_hold_release_through_the_page(client, runtime, force) -> 
     standards, s_csrf = _session(client, force, "standards")
     r = _post(client, standards, f"{base}/holds", csrf=s_csrf, kind="sideways", reason=REASON)
     assert r.status_code == 422 and "kind must be one of" in r.text
-    assert _events(runtime, "hold.placed") == 0
+    assert count_events(runtime, "hold.placed") == 0
     r = _post(client, standards, f"{base}/holds", csrf=s_csrf, kind="legal", reason=REASON)
     assert r.status_code == 303
     state = retention(client, force.tokens["standards"], rid)
@@ -74,7 +68,7 @@ def test_flag_withdraw_hold_release_through_the_page(client, runtime, force) -> 
     r = _post(client, standards, f"{base}/holds/{hold_id}/release", csrf=s_csrf, reason=REASON)
     assert r.status_code == 303
     assert not retention(client, force.tokens["standards"], rid)["held"]
-    assert _events(runtime, "hold.placed") == 1 and _events(runtime, "hold.released") == 1
+    assert count_events(runtime, "hold.placed") == 1 and count_events(runtime, "hold.released") == 1
 
 
 def test_forms_need_the_sessions_csrf_token(client, runtime, force) -> None:

@@ -10,10 +10,9 @@ import re
 from matrix_world import sign_in
 
 from cat_helpers import record_camera
-from evidence_locker.audit.models import AuditEvent
 from evidence_locker.config import RetentionCategory
-from evidence_locker.db import transaction
 from life_helpers import CATEGORIES, REASON, configure, flag, retention
+from support import count_events
 
 SHORT = RetentionCategory(name="short review", kind="review", days=30)
 DUE = dt.datetime(2026, 11, 21, 8, 15, tzinfo=dt.UTC) + dt.timedelta(days=30)
@@ -32,11 +31,6 @@ def _post(client, headers, url: str, **data: str):
 def _get(client, headers, url: str):
     client.cookies.clear()
     return client.get(url, headers=headers, follow_redirects=False)
-
-
-def _events(runtime, action: str) -> int:
-    with transaction(runtime.sessions) as s:
-        return s.query(AuditEvent).filter(AuditEvent.action == action).count()
 
 
 def test_review_through_the_queue_and_the_evidence_page(client, runtime, force, clock) -> None:
@@ -73,7 +67,7 @@ def test_review_through_the_queue_and_the_evidence_page(client, runtime, force, 
     assert 'id="no-reviews"' in _get(client, ev, "/reviews").text
     shown = _get(client, ev, base).text
     assert "retain" in shown and f'id="review-form-{fid}"' not in shown
-    assert _events(runtime, "evidence.retained") == 1
+    assert count_events(runtime, "evidence.retained") == 1
 
     # Supervisors and officers see the review but have no form, and are refused if they post.
     for user in ("sergeant1", "officer1"):
@@ -83,7 +77,7 @@ def test_review_through_the_queue_and_the_evidence_page(client, runtime, force, 
                   decision="dispose", reason=REASON)
         assert r.status_code == 403, user
         assert _get(client, headers, "/reviews").status_code == 403, user
-    assert _events(runtime, "evidence.disposed") == 0
+    assert count_events(runtime, "evidence.disposed") == 0
 
 
 def test_subject_told_through_the_page(client, runtime, force) -> None:
@@ -109,7 +103,7 @@ def test_subject_told_through_the_page(client, runtime, force) -> None:
     assert r.status_code == 403
     assert retention(client, force.tokens["officer1"], rid)["subject_told"]["told"] == \
         "not-practicable"
-    assert _events(runtime, "recording.subject_told") == 1
+    assert count_events(runtime, "recording.subject_told") == 1
 
 
 def test_the_report_page(client, runtime, force) -> None:

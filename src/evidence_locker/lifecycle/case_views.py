@@ -4,15 +4,10 @@ an `Idempotency-Key` header as lifecycle/views.py's do (same storage, same answe
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse
 
@@ -20,8 +15,7 @@ from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle import cases, rules, service
 from evidence_locker.lifecycle.case_models import Case
-from evidence_locker.lifecycle.models import IdempotencyKey
-from evidence_locker.lifecycle.views import KEY_MAX, IdemKey, ReasonRequest, RowId
+from evidence_locker.lifecycle.views import IdemKey, ReasonRequest, RowId, run_change
 from evidence_locker.web.auth import actor_from, require_principal, runtime_of
 from evidence_locker.web.problems import ApiError
 
@@ -93,50 +87,6 @@ def _case(session: Session, principal: Principal, case_id: int) -> Case:
     if case is None:
         raise ApiError(404, "Not found", "no such case, or not yours to see")
     return case
-
-
-def run_change(request: Request, principal: Principal, *, key: str | None,
-               body: BaseModel | None, status: int,
-               act: Callable[[Session], dict[str, Any]]) -> JSONResponse:
-    """One change in one transaction with its audit event and its idempotency record (the
-    same rules as lifecycle/views.py's `_change`); service errors become problems."""
-    runtime = runtime_of(request)
-    route = f"{request.method} {request.url.path}"
-    digest = hashlib.sha256((body.model_dump_json() if body else "").encode()).hexdigest()
-    if key is not None and not 1 <= len(key) <= KEY_MAX:
-        raise ApiError(400, "Bad request", f"Idempotency-Key must be 1 to {KEY_MAX} characters")
-    try:
-        with transaction(runtime.sessions) as session:
-            if key is not None:
-                seen = session.scalars(select(IdempotencyKey).where(
-                    IdempotencyKey.user_id == principal.user_id,
-                    IdempotencyKey.key == key)).one_or_none()
-                if seen is not None:
-                    if seen.route != f"{route} {digest}":
-                        raise ApiError(422, "Idempotency key reused",
-                                       "this Idempotency-Key was used for a different request")
-                    return JSONResponse(json.loads(seen.body), status_code=seen.status,
-                                        headers={"Idempotent-Replayed": "true"})
-            try:
-                result = act(session)
-            except service.LifecycleRefused as exc:
-                raise ApiError(422, "Refused", str(exc)) from exc
-            except service.LifecycleConflict as exc:
-                raise ApiError(409, "Conflict", str(exc)) from exc
-            except cases.CaseForbidden as exc:
-                raise ApiError(403, "Forbidden", str(exc)) from exc
-            except LookupError as exc:
-                raise ApiError(404, "Not found", str(exc)) from exc
-            if key is not None and principal.user_id is not None:
-                session.add(IdempotencyKey(user_id=principal.user_id, key=key,
-                                           route=f"{route} {digest}", status=status,
-                                           body=json.dumps(result),
-                                           created_at=runtime.clock.now()))
-                session.flush()
-    except IntegrityError as exc:
-        raise ApiError(409, "Conflict", "a request with this Idempotency-Key is being handled, "
-                       "or the case changed meanwhile; retry it") from exc
-    return JSONResponse(result, status_code=status)
 
 
 @router.get("")

@@ -141,11 +141,12 @@ def _recording(session: Session, principal: Principal, recording_id: str) -> Rec
     raise ApiError(404, "Not found", "no such recording, or not yours to see")
 
 
-def _change(request: Request, principal: Principal, recording_id: str, *, key: str | None,
-            body: BaseModel | None, status: int,
-            act: Callable[[Session, Recording], dict[str, Any]],
-            check: Callable[[Session, Recording], None] | None = None) -> JSONResponse:
-    """One change in one transaction with its audit event (and its idempotency record)."""
+def run_change(request: Request, principal: Principal, *, key: str | None,
+               body: BaseModel | None, status: int,
+               act: Callable[[Session], dict[str, Any]]) -> JSONResponse:
+    """One change in one transaction with its audit event and, given an `Idempotency-Key`, its
+    idempotency record (per user; the same key with another request is 422, a retry gets the
+    first answer). The services' typed refusals become problems: 422, 409, 403, 404."""
     runtime = runtime_of(request)
     route = f"{request.method} {request.url.path}"
     digest = hashlib.sha256((body.model_dump_json() if body else "").encode()).hexdigest()
@@ -161,17 +162,16 @@ def _change(request: Request, principal: Principal, recording_id: str, *, key: s
                     if seen.route != f"{route} {digest}":
                         raise ApiError(422, "Idempotency key reused",
                                        "this Idempotency-Key was used for a different request")
-                    return JSONResponse(service_json(seen.body), status_code=seen.status,
+                    return JSONResponse(json.loads(seen.body), status_code=seen.status,
                                         headers={"Idempotent-Replayed": "true"})
-            rec = _recording(session, principal, recording_id)
-            if check is not None:
-                check(session, rec)
             try:
-                result = act(session, rec)
+                result = act(session)
             except service.LifecycleRefused as exc:
                 raise ApiError(422, "Refused", str(exc)) from exc
             except service.LifecycleConflict as exc:
                 raise ApiError(409, "Conflict", str(exc)) from exc
+            except PermissionError as exc:
+                raise ApiError(403, "Forbidden", str(exc)) from exc
             except LookupError as exc:
                 raise ApiError(404, "Not found", str(exc)) from exc
             if key is not None and principal.user_id is not None:
@@ -181,13 +181,22 @@ def _change(request: Request, principal: Principal, recording_id: str, *, key: s
                                            created_at=runtime.clock.now()))
                 session.flush()
     except IntegrityError as exc:
-        raise ApiError(409, "Conflict", "a request with this Idempotency-Key is being handled; "
-                       "retry it to get its answer") from exc
+        raise ApiError(409, "Conflict", "a request with this Idempotency-Key is being handled, "
+                       "or what it changes changed meanwhile; retry it") from exc
     return JSONResponse(result, status_code=status)
 
 
-def service_json(text: str) -> Any:
-    return json.loads(text)
+def _change(request: Request, principal: Principal, recording_id: str, *, key: str | None,
+            body: BaseModel | None, status: int,
+            act: Callable[[Session, Recording], dict[str, Any]],
+            check: Callable[[Session, Recording], None] | None = None) -> JSONResponse:
+    """`run_change` on a recording the caller can see (404/410 otherwise), `check`ed first."""
+    def on_recording(session: Session) -> dict[str, Any]:
+        rec = _recording(session, principal, recording_id)
+        if check is not None:
+            check(session, rec)
+        return act(session, rec)
+    return run_change(request, principal, key=key, body=body, status=status, act=on_recording)
 
 
 def _may_flag(principal: Principal) -> Callable[[Session, Recording], None]:
