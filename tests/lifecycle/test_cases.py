@@ -9,6 +9,7 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import select
+from test_sweep import exists
 
 from cat_helpers import record_camera
 from evidence_locker.catalogue.models import Recording
@@ -37,11 +38,6 @@ DAY = dt.timedelta(days=1)
 def _rec(client, force, name: str = "R1", device: str = "CAM-1") -> str:
     return record_camera(client, force.dock_token, device=device, recording=name,
                          clip=b"clip of " + name.encode())
-
-
-def _exists(runtime, rid: str) -> bool:
-    with transaction(runtime.sessions) as s:
-        return s.get(Recording, uuid.UUID(rid)) is not None
 
 
 def _sweep(runtime, store):
@@ -151,8 +147,8 @@ def test_an_open_case_holds_and_closing_starts_the_clock(client, runtime, force,
     assert link(client, ps, case_id, plain).status_code == 409  # already in it
     clock.advance(100 * DAY)
     _sweep(runtime, lifecycle_store)
-    assert not _exists(runtime, outside)  # its 31 days are long gone
-    assert _exists(runtime, flagged) and _exists(runtime, plain)  # the open case holds them
+    assert not exists(runtime, outside)  # its 31 days are long gone
+    assert exists(runtime, flagged) and exists(runtime, plain)  # the open case holds them
     # Charging keeps the hold; closing lets them go on their deadlines.
     assert set_status(client, ps, case_id, "charged").status_code == 200
     assert retention(client, ps, plain)["held"]
@@ -167,14 +163,14 @@ def test_an_open_case_holds_and_closing_starts_the_clock(client, runtime, force,
     assert dt.datetime.fromisoformat(state["delete_after"]) <= closed_at  # overdue: goes next
     assert link(client, ps, case_id, outside).status_code == 404  # it is gone
     _sweep(runtime, lifecycle_store)
-    assert not _exists(runtime, plain) and _exists(runtime, flagged)
+    assert not exists(runtime, plain) and exists(runtime, flagged)
     # Reopened, the case holds what is left in it again; closed again, the days restart.
     clock.advance(200 * DAY)
     assert set_status(client, ps, case_id, "open").status_code == 200
     assert retention(client, ps, flagged)["delete_after"] is None
     clock.advance(200 * DAY)  # past the first closing + 365 days
     _sweep(runtime, lifecycle_store)
-    assert _exists(runtime, flagged)
+    assert exists(runtime, flagged)
     assert set_status(client, ps, case_id, "closed").status_code == 200
     assert dt.datetime.fromisoformat(retention(client, ps, flagged)["delete_after"]) == (
         clock.now() + dt.timedelta(days=365))
@@ -190,9 +186,9 @@ def test_unlinking_lets_the_deadline_apply_again(client, runtime, force, clock,
     assert link(client, ps, case_id, rid).status_code == 201
     clock.advance(60 * DAY)
     _sweep(runtime, lifecycle_store)
-    assert _exists(runtime, rid)
+    assert exists(runtime, rid)
     assert unlink(client, ps, case_id, rid, reason="").status_code == 422
-    assert _exists(runtime, rid) and retention(client, ps, rid)["held"]
+    assert exists(runtime, rid) and retention(client, ps, rid)["held"]
     r = unlink(client, ps, case_id, rid)
     assert r.status_code == 200, r.text
     # Out of the case, its own deadline applies again (as when a hold is released): overdue.
@@ -202,7 +198,7 @@ def test_unlinking_lets_the_deadline_apply_again(client, runtime, force, clock,
     assert detail["recordings"] == []
     assert [x["recording_id"] for x in detail["removed_recordings"]] == [rid]
     _sweep(runtime, lifecycle_store)
-    assert not _exists(runtime, rid)
+    assert not exists(runtime, rid)
 
 
 def test_a_recording_the_sweep_has_decided_on_cannot_be_linked(client, runtime, force,

@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import func, select
-
 from cat_helpers import record_camera
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.config import RetentionCategory
@@ -16,16 +14,11 @@ from evidence_locker.db import transaction
 from evidence_locker.lifecycle.models import ReviewDecision
 from evidence_locker.lifecycle.sweep import run_sweep
 from life_helpers import CATEGORIES, bearer, configure, flag, hold, retention, review
-from support import count_events
+from support import count_events, count_rows
 
 STARTED = dt.datetime(2026, 11, 21, 8, 15, tzinfo=dt.UTC)  # the test sidecar's start
 SHORT = RetentionCategory(name="crime - short review", kind="review", days=30)
 DUE = STARTED + dt.timedelta(days=30)
-
-
-def _decisions(runtime) -> int:
-    with transaction(runtime.sessions) as s:
-        return int(s.scalar(select(func.count()).select_from(ReviewDecision)) or 0)
 
 
 def _setup(client, runtime, force, recording: str = "R1", device: str = "CAM-1",
@@ -61,7 +54,7 @@ def test_a_review_flag_keeps_and_comes_due(client, runtime, force, clock) -> Non
     # Not due yet: no decision either way, nothing recorded.
     assert review(client, ev, rid, fid, "dispose", next_review_days=None).status_code == 409
     assert review(client, ev, rid, fid).status_code == 409
-    assert _decisions(runtime) == 0
+    assert count_rows(runtime, ReviewDecision) == 0
     _to_due(clock)
     due = _queue(client, ev).json()["items"]
     assert [i["flag_id"] for i in due] == [fid]
@@ -80,7 +73,7 @@ def test_who_may_review(client, runtime, force, clock) -> None:
     other = add_user(runtime, "evidence2", "evidence-officer", "U2")
     assert _queue(client, other).json()["items"] == []
     assert review(client, other, rid, fid).status_code == 404
-    assert _decisions(runtime) == 0
+    assert count_rows(runtime, ReviewDecision) == 0
     r = review(client, force.tokens["evidence1"], rid, fid)
     assert r.status_code == 200, r.text
     assert r.json()["decided_role"] == "evidence-officer"
@@ -154,7 +147,7 @@ def test_bad_review_decisions_change_nothing(client, runtime, force, clock) -> N
     assert review(client, ev, rid, 999).status_code == 404
     fixed = flag(client, force.tokens["officer1"], rid, category="use of force").json()["id"]
     assert review(client, ev, rid, fixed).status_code == 409  # no review date
-    assert _decisions(runtime) == 0
+    assert count_rows(runtime, ReviewDecision) == 0
     after = retention(client, ev, rid)
     assert after["flags"][0] == before["flags"][0]
     assert _queue(client, ev, cursor="not-a-cursor").status_code == 400
@@ -172,7 +165,7 @@ def test_review_decision_idempotency_key_acts_once(client, runtime, force, clock
     assert again.headers.get("idempotent-replayed") == "true"
     other = review(client, ev, rid, fid, next_review_days=400, **{"Idempotency-Key": "r-1"})
     assert other.status_code == 422
-    assert _decisions(runtime) == 1
+    assert count_rows(runtime, ReviewDecision) == 1
 
 
 def test_the_queue_pages_in_review_date_order(client, runtime, force, clock) -> None:

@@ -8,22 +8,14 @@ import csv
 import datetime as dt
 import io
 
-from sqlalchemy import func, select
-
 from cat_helpers import record_camera
-from evidence_locker.db import transaction
 from evidence_locker.lifecycle.models import SubjectTold
 from life_helpers import REASON, bearer, configure, retention, tell
-from support import count_events
+from support import count_events, count_rows
 
 STARTED = dt.datetime(2026, 11, 21, 8, 15, tzinfo=dt.UTC)
 WINDOW = {"from": (STARTED - dt.timedelta(days=1)).isoformat(),
           "to": (STARTED + dt.timedelta(days=1)).isoformat()}
-
-
-def _rows(runtime) -> int:
-    with transaction(runtime.sessions) as s:
-        return int(s.scalar(select(func.count()).select_from(SubjectTold)) or 0)
 
 
 def _rec(client, force, recording: str, device: str = "CAM-1") -> str:
@@ -42,7 +34,7 @@ def test_who_may_say_whether_the_subject_was_told(client, runtime, force) -> Non
     assert tell(client, force.tokens["officer2"], rid).status_code == 404
     for user in ("standards", "auditor", "admin", "fleetadmin"):
         assert tell(client, force.tokens[user], rid).status_code == 403, user
-    assert _rows(runtime) == 0
+    assert count_rows(runtime, SubjectTold) == 0
     for user, told in (("officer1", "yes"), ("sergeant1", "no"),
                        ("evidence1", "not-practicable")):
         r = tell(client, force.tokens[user], rid, told, "" if told == "yes" else REASON)
@@ -65,11 +57,12 @@ def test_a_reason_unless_yes_and_bad_input_changes_nothing(client, runtime, forc
         assert r.status_code == 422, (told, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
     assert retention(client, tok, rid)["subject_told"] is None
-    assert _rows(runtime) == 0
+    assert count_rows(runtime, SubjectTold) == 0
     assert tell(client, tok, rid, "no", REASON).status_code == 200
     again = tell(client, tok, rid, "no", REASON)  # the same statement again: nothing new
     assert again.status_code == 200 and again.json()["changed"] is False
-    assert _rows(runtime) == 1 and count_events(runtime, "recording.subject_told") == 1
+    assert count_rows(runtime, SubjectTold) == 1
+    assert count_events(runtime, "recording.subject_told") == 1
 
 
 def test_the_report_counts_per_unit_for_each_role(client, runtime, force) -> None:
