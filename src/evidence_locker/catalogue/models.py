@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -49,6 +50,10 @@ class Recording(Base):
         # The retention sweep and the due-for-deletion list (lifecycle/).
         Index("ix_recordings_delete_after", "delete_after"),
         Index("ix_recordings_unit_due", "unit_id", "delete_after", "id"),
+        # The few recordings a sweep left half-deleted, found without scanning the catalogue.
+        Index("ix_recordings_deleting", "retention_state",
+              sqlite_where=text("retention_state = 'deleting'"),
+              postgresql_where=text("retention_state = 'deleting'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -103,6 +108,11 @@ class RecordingFile(Base):
         UniqueConstraint("recording_id", "kind", "index", "sha256"),
         Index("ix_recording_files_sha256", "sha256"),
         Index("ix_recording_files_media_state", "media_state", "received_at"),
+        # Whether a poster is still used by a live file (the sweep, per batch); most files
+        # have none.
+        Index("ix_recording_files_poster", "poster_sha256",
+              sqlite_where=text("poster_sha256 IS NOT NULL"),
+              postgresql_where=text("poster_sha256 IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
