@@ -8,8 +8,10 @@ import datetime as dt
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
 
 from cat_helpers import record_camera
 from evidence_locker.audit.models import AuditEvent
@@ -213,3 +215,33 @@ def test_recordings_sharing_a_blob_deleted_together_free_it(client, runtime, for
     with transaction(runtime.sessions) as s:
         assert s.scalar(select(func.count()).select_from(Blob).where(
             Blob.sha256.in_(shared))) == 0
+
+
+@pytest.mark.embedded_only  # SQLite's EXPLAIN QUERY PLAN; PostgreSQL: bench/retention.py
+def test_every_sweep_query_is_indexed(client, runtime, force, clock, lifecycle_store) -> None:
+    """A sweep runs a few queries per batch of a catalogue of millions of recordings: each must
+    find its rows through an index, never by scanning a table (a scan per batch makes a sweep's
+    cost grow with the square of the catalogue)."""
+    configure(runtime)
+    for name in ("A", "B", "C"):
+        _rec(client, force, name)
+    clock.advance(60 * DAY)
+    seen: list[tuple[str, Any]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not executemany and statement.split()[0].upper() in ("SELECT", "UPDATE", "DELETE"):
+            seen.append((statement, parameters))
+
+    event.listen(runtime.engine, "before_cursor_execute", keep)
+    try:
+        assert sweep(runtime, lifecycle_store).deleted == 3
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", keep)
+    assert len(seen) > 10
+    scans = []
+    with runtime.engine.connect() as conn:
+        for statement, parameters in seen:
+            plan = [row[3] for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters)]
+            scans += [(step, statement) for step in plan if step.startswith("SCAN ")]
+    assert scans == [], "\n".join(sorted({f"{s}: {q[:90]}" for s, q in scans}))

@@ -1,4 +1,4 @@
-"""Two partial indexes the retention sweep needs at catalogue scale.
+"""Three indexes the retention sweep needs at catalogue scale.
 
 - `ix_recording_files_poster` (poster_sha256, where set): each sweep batch asks whether a live
   file still uses any of the batch's posters; without it that question scanned every file row,
@@ -6,6 +6,10 @@
   against 720/s at 5,000).
 - `ix_recordings_deleting` (where retention_state = 'deleting'): the recordings a crashed sweep
   left half-deleted, found at the start of each run without scanning the catalogue.
+- `ix_uploads_file_id`: the sweep detaches the uploads of the files it deletes, and SQLite
+  checks the uploads' foreign key for each file row deleted; both scanned every upload.
+
+A test (tests/lifecycle/test_sweep.py) asks SQLite for the plan of every query a sweep runs.
 
 Revision ID: 0017
 Revises: 0016
@@ -33,8 +37,11 @@ def upgrade() -> None:
                         postgresql_concurrently=True,
                         sqlite_where=sa.text("retention_state = 'deleting'"),
                         postgresql_where=sa.text("retention_state = 'deleting'"))
+        op.create_index("ix_uploads_file_id", "uploads", ["file_id"],
+                        postgresql_concurrently=True)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_uploads_file_id", "uploads")
     op.drop_index("ix_recordings_deleting", "recordings")
     op.drop_index("ix_recording_files_poster", "recording_files")
