@@ -160,8 +160,14 @@ def test_an_open_case_holds_and_closing_starts_the_clock(client, runtime, force,
     assert dt.datetime.fromisoformat(changed[flagged]) == closed_at + dt.timedelta(days=365)
     state = retention(client, ps, plain)
     assert not state["held"]
-    assert dt.datetime.fromisoformat(state["delete_after"]) <= closed_at  # overdue: goes next
+    # Its 31 days are long past: it goes a review window after the closing.
+    window = dt.timedelta(days=runtime.settings.retention_review_window_days)
+    assert dt.datetime.fromisoformat(state["delete_after"]) == closed_at + window
     assert link(client, ps, case_id, outside).status_code == 404  # it is gone
+    clock.advance(window - dt.timedelta(seconds=1))
+    _sweep(runtime, lifecycle_store)
+    assert exists(runtime, plain)
+    clock.advance(dt.timedelta(seconds=1))
     _sweep(runtime, lifecycle_store)
     assert not exists(runtime, plain) and exists(runtime, flagged)
     # Reopened, the case holds what is left in it again; closed again, the days restart.
@@ -191,12 +197,17 @@ def test_unlinking_lets_the_deadline_apply_again(client, runtime, force, clock,
     assert exists(runtime, rid) and retention(client, ps, rid)["held"]
     r = unlink(client, ps, case_id, rid)
     assert r.status_code == 200, r.text
-    # Out of the case, its own deadline applies again (as when a hold is released): overdue.
-    assert dt.datetime.fromisoformat(r.json()["delete_after"]) < clock.now()
+    # Out of the case, overdue on its own deadline, it is kept a review window more (as when a
+    # hold is released), so it shows on the due list.
+    window = dt.timedelta(days=runtime.settings.retention_review_window_days)
+    assert dt.datetime.fromisoformat(r.json()["delete_after"]) == clock.now() + window
     assert unlink(client, ps, case_id, rid).status_code == 404  # not in it any more
     detail = client.get(f"/api/v1/cases/{case_id}", headers=bearer(ps)).json()
     assert detail["recordings"] == []
     assert [x["recording_id"] for x in detail["removed_recordings"]] == [rid]
+    _sweep(runtime, lifecycle_store)
+    assert exists(runtime, rid)
+    clock.advance(window)
     _sweep(runtime, lifecycle_store)
     assert not exists(runtime, rid)
 

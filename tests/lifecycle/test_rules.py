@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -18,6 +19,7 @@ from evidence_locker.lifecycle.rules import (
     NEXT_REVIEW_MIN_DAYS,
     RETAIN,
     REVIEW,
+    CaseFacts,
     Category,
     FlagFacts,
     HoldFacts,
@@ -26,6 +28,7 @@ from evidence_locker.lifecycle.rules import (
     deadline,
     delete_after,
     flag_deadline,
+    let_go,
     may_delete,
     review_conflict,
     review_due,
@@ -44,9 +47,12 @@ flags = st.builds(FlagFacts, kind=st.sampled_from([FIXED, REVIEW, CASE_CLOSED]),
                   days=st.integers(0, 3650), withdrawn_at=maybe_times, disposed_at=maybe_times,
                   case_closed_at=maybe_times, review_at=maybe_times)
 holds = st.builds(HoldFacts, released_at=maybe_times)
+cases = st.builds(CaseFacts, closed_at=maybe_times)
 recordings = st.builds(RecordingFacts, recorded_at=times, received_at=times,
                        flags=st.lists(flags, max_size=4).map(tuple),
-                       holds=st.lists(holds, max_size=3).map(tuple))
+                       holds=st.lists(holds, max_size=3).map(tuple),
+                       cases=st.lists(cases, max_size=2).map(tuple),
+                       unlinked_at=st.lists(times, max_size=2).map(tuple))
 
 
 def later_or_equal(a: dt.datetime | None, b: dt.datetime | None) -> bool:
@@ -56,7 +62,7 @@ def later_or_equal(a: dt.datetime | None, b: dt.datetime | None) -> bool:
 
 @given(policies, recordings, times)
 def test_nothing_held_is_deleted(policy: Policy, facts: RecordingFacts, now: dt.datetime) -> None:
-    if any(h.released_at is None for h in facts.holds):
+    if any(h.released_at is None for h in facts.holds) or any(c.open for c in facts.cases):
         assert not may_delete(policy, facts, now)
         assert delete_after(policy, facts) is None
 
@@ -72,6 +78,9 @@ def test_nothing_before_any_deadline(policy: Policy, facts: RecordingFacts,
             assert d is not None and d <= now
             if flag.withdrawn_at is not None:
                 assert flag.withdrawn_at + dt.timedelta(days=policy.review_window_days) <= now
+        # Released holds, closed cases and removals from cases: a review window each.
+        for when in let_go(facts):
+            assert when + dt.timedelta(days=policy.review_window_days) <= now
 
 
 @given(policies, recordings, times)
@@ -87,12 +96,13 @@ def test_unflagged_footage_goes_on_time(policy: Policy, facts: RecordingFacts,
 def test_deadline_is_monotone_in_flags_and_holds(policy: Policy, facts: RecordingFacts,
                                                  flag: FlagFacts, hold: HoldFacts,
                                                  now: dt.datetime) -> None:
-    more_flags = RecordingFacts(facts.recorded_at, facts.received_at, (*facts.flags, flag),
-                                facts.holds)
-    more_holds = RecordingFacts(facts.recorded_at, facts.received_at, facts.flags,
-                                (*facts.holds, hold))
+    more_flags = replace(facts, flags=(*facts.flags, flag))
+    more_holds = replace(facts, holds=(*facts.holds, hold))
     assert later_or_equal(deadline(policy, more_flags), deadline(policy, facts))
-    assert deadline(policy, more_holds) == deadline(policy, facts)
+    if hold.active:  # an active hold is not a deadline: it stops deletion (`held`)
+        assert deadline(policy, more_holds) == deadline(policy, facts)
+    else:
+        assert later_or_equal(deadline(policy, more_holds), deadline(policy, facts))
     for more in (more_flags, more_holds):
         assert not (may_delete(policy, more, now) and not may_delete(policy, facts, now))
 
@@ -101,9 +111,28 @@ def test_deadline_is_monotone_in_flags_and_holds(policy: Policy, facts: Recordin
 def test_withdrawal_never_below_review_window(policy: Policy, facts: RecordingFacts, days: int,
                                               withdrawn: dt.datetime) -> None:
     flag = FlagFacts(kind=FIXED, days=days, withdrawn_at=withdrawn)
-    after = RecordingFacts(facts.recorded_at, facts.received_at, (*facts.flags, flag))
+    after = replace(facts, flags=(*facts.flags, flag))
     d = deadline(policy, after)
     assert later_or_equal(d, withdrawn + dt.timedelta(days=policy.review_window_days))
+
+
+@given(policies, recordings, times, st.sampled_from(["hold released", "case closed",
+                                                     "removed from case"]))
+def test_letting_go_never_below_review_window(policy: Policy, facts: RecordingFacts,
+                                              when: dt.datetime, how: str) -> None:
+    """Whatever stopped keeping a recording, it is kept a review window more, so that it shows
+    on the due list for those who relied on the hold or case to flag it in time."""
+    holds, cases, unlinked = facts.holds, facts.cases, facts.unlinked_at
+    if how == "hold released":
+        holds = (*holds, HoldFacts(released_at=when))
+    elif how == "case closed":
+        cases = (*cases, CaseFacts(closed_at=when))
+    else:
+        unlinked = (*unlinked, when)
+    after = replace(facts, holds=holds, cases=cases, unlinked_at=unlinked)
+    assert later_or_equal(deadline(policy, after),
+                          when + dt.timedelta(days=policy.review_window_days))
+    assert later_or_equal(deadline(policy, after), deadline(policy, facts))
 
 
 def test_several_categories_keep_the_longest() -> None:
@@ -180,7 +209,7 @@ review_flags = st.builds(FlagFacts, kind=st.just(REVIEW), days=st.integers(0, 36
 def _with(facts: RecordingFacts, i: int, flag: FlagFacts) -> RecordingFacts:
     flags = list(facts.flags)
     flags[i % len(flags)] = flag
-    return RecordingFacts(facts.recorded_at, facts.received_at, tuple(flags), facts.holds)
+    return replace(facts, flags=tuple(flags))
 
 
 @given(policies, recordings, st.integers(0, 3), times, times)
@@ -204,8 +233,7 @@ def test_a_review_flag_keeps_until_a_dispose(policy: Policy, facts: RecordingFac
                                              flag: FlagFacts, now: dt.datetime) -> None:
     """Reviewed or not, retained any number of times: without a dispose decision nothing is
     deleted."""
-    kept = RecordingFacts(facts.recorded_at, facts.received_at, (*facts.flags, flag),
-                          facts.holds)
+    kept = replace(facts, flags=(*facts.flags, flag))
     assert not may_delete(policy, kept, now)
     assert delete_after(policy, kept) is None
 

@@ -101,7 +101,16 @@ def test_flags_and_holds_keep_footage(client, runtime, force, clock, lifecycle_s
     clock.advance(400 * DAY)
     sweep(runtime, lifecycle_store)
     assert (exists(runtime, flagged), exists(runtime, held)) == (False, True)
-    assert release(client, force.tokens["standards"], held, h.json()["id"]).status_code == 200
+    r = release(client, force.tokens["standards"], held, h.json()["id"])
+    assert r.status_code == 200
+    # Released, it is kept a review window more (on the due list, so it can be flagged).
+    window = dt.timedelta(days=runtime.settings.retention_review_window_days)
+    assert dt.datetime.fromisoformat(
+        retention(client, force.tokens["officer1"], held)["delete_after"]) == clock.now() + window
+    clock.advance(window - dt.timedelta(seconds=1))
+    sweep(runtime, lifecycle_store)
+    assert exists(runtime, held)
+    clock.advance(dt.timedelta(seconds=1))
     sweep(runtime, lifecycle_store)
     assert not exists(runtime, held)
 

@@ -3,7 +3,10 @@
 A recording's deadline is the latest of: the unflagged default (the later of *recorded + N days*
 and *received + review window*, so footage that arrives late is not gone before anyone could look
 at it), each active flag's category deadline, and, for each withdrawn flag, *withdrawn + review
-window* (a withdrawal never shortens below the review window). `None` means "no deadline": a
+window* (a withdrawal never shortens below the review window), and likewise *let go + review
+window* for each released hold, closed case and removal from a case (whatever stopped keeping the
+recording, it then shows on the due list for a review window, so that those who relied on the
+hold or the case can flag it in time). `None` means "no deadline": a
 review category until a dispose decision is recorded, a case-closed category until the cases the
 recording is in are all closed. A recording may be deleted only when no hold is active, it is in
 no open case (an open case holds its recordings) and its deadline has passed. Adding a flag, a
@@ -87,6 +90,7 @@ class RecordingFacts:
     flags: tuple[FlagFacts, ...] = ()
     holds: tuple[HoldFacts, ...] = ()
     cases: tuple[CaseFacts, ...] = ()
+    unlinked_at: tuple[dt.datetime, ...] = ()  # when it was removed from a case, each time
 
 
 def cases_closed_at(cases: tuple[CaseFacts, ...]) -> dt.datetime | None:
@@ -177,11 +181,22 @@ def review_conflict(flag: FlagFacts, *, recorded_at: dt.datetime, now: dt.dateti
     return None
 
 
+def let_go(facts: RecordingFacts) -> list[dt.datetime]:
+    """When something that kept the recording stopped: holds released, cases closed, removals
+    from cases. Each keeps it for a review window more, as a withdrawn flag does."""
+    return ([h.released_at for h in facts.holds if h.released_at is not None]
+            + [c.closed_at for c in facts.cases if c.closed_at is not None]
+            + list(facts.unlinked_at))
+
+
 def deadline(policy: Policy, facts: RecordingFacts) -> dt.datetime | None:
-    """The latest of the default and every flag's deadline; None if any flag keeps indefinitely.
-    Holds are not deadlines: see `may_delete`."""
+    """The latest of the default, every flag's deadline and each let-go + review window; None if
+    any flag keeps indefinitely. Holds are not deadlines: see `may_delete`."""
     latest = unflagged_deadline(policy, recorded_at=facts.recorded_at,
                                 received_at=facts.received_at)
+    window = dt.timedelta(days=policy.review_window_days)
+    for when in let_go(facts):
+        latest = max(latest, when + window)
     for flag in facts.flags:
         d = flag_deadline(policy, flag, recorded_at=facts.recorded_at)
         if d is None:

@@ -80,11 +80,13 @@ def facts_of_many(session: Session, recs: list[Recording]) -> dict[uuid.UUID, Fa
     of them (the sweep reads a batch under its row locks, so a flag, hold, case change or
     decision that committed first is seen). A review flag's facts carry the review date the
     latest retain set and when a dispose decision was recorded; a case-closed flag's, when the
-    cases the recording is in (now) were all closed. Open cases hold the recording."""
+    cases the recording is in (now) were all closed. Open cases hold the recording; the times it was
+    removed from cases count as let-go times (`rules.let_go`)."""
     ids = [r.id for r in recs]
     flags: dict[uuid.UUID, list[tuple[EvidenceFlag, CategoryVersion]]] = {i: [] for i in ids}
     holds: dict[uuid.UUID, list[rules.HoldFacts]] = {i: [] for i in ids}
     cases: dict[uuid.UUID, list[rules.CaseFacts]] = {i: [] for i in ids}
+    unlinked: dict[uuid.UUID, list[dt.datetime]] = {i: [] for i in ids}
     review_at: dict[int, dt.datetime] = {}
     disposed: dict[int, dt.datetime] = {}
     if ids:
@@ -104,12 +106,16 @@ def facts_of_many(session: Session, recs: list[Recording]) -> dict[uuid.UUID, Fa
         for rid, released in session.execute(select(Hold.recording_id, Hold.released_at)
                                               .where(Hold.recording_id.in_(ids))):
             holds[rid].append(rules.HoldFacts(released_at=released))
-        for rid, status, closed_at in session.execute(
-                select(CaseRecording.recording_id, Case.status, Case.closed_at)
+        for rid, status, closed_at, removed_at in session.execute(
+                select(CaseRecording.recording_id, Case.status, Case.closed_at,
+                       CaseRecording.removed_at)
                 .join(Case, Case.id == CaseRecording.case_id)
-                .where(CaseRecording.recording_id.in_(ids), CaseRecording.removed_at.is_(None))):
-            cases[rid].append(rules.CaseFacts(
-                closed_at=closed_at if status not in rules.OPEN_CASE_STATUSES else None))
+                .where(CaseRecording.recording_id.in_(ids))):
+            if removed_at is not None:
+                unlinked[rid].append(removed_at)
+            else:
+                cases[rid].append(rules.CaseFacts(
+                    closed_at=closed_at if status not in rules.OPEN_CASE_STATUSES else None))
     out = {}
     for rec in recs:
         in_cases = tuple(cases[rec.id])
@@ -122,7 +128,8 @@ def facts_of_many(session: Session, recs: list[Recording]) -> dict[uuid.UUID, Fa
                      for f, c in flags[rec.id])
         facts = rules.RecordingFacts(recorded_at=rec.sort_at, received_at=rec.received_at,
                                      flags=tuple(ff for _, _, ff in rows),
-                                     holds=tuple(holds[rec.id]), cases=in_cases)
+                                     holds=tuple(holds[rec.id]), cases=in_cases,
+                                     unlinked_at=tuple(sorted(unlinked[rec.id])))
         out[rec.id] = Facts(facts, tuple(sorted({c.name for _, c, _ in rows})), rows)
     return out
 
