@@ -5,6 +5,7 @@ deletion a crash interrupted."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -13,11 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from cat_helpers import record_camera
+from cat_helpers import record_camera, send
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.catalogue.models import Blob, Recording, RecordingFile
+from evidence_locker.catalogue.service import late_recording_id
 from evidence_locker.db import transaction
 from evidence_locker.dock.client import TusClient, upload_camera_folder
+from evidence_locker.ingest.tus import RECORDING_RE
 from evidence_locker.lifecycle.models import Tombstone
 from evidence_locker.lifecycle.service import lock_recording
 from evidence_locker.lifecycle.sweep import decide, plan, run_sweep
@@ -184,6 +187,49 @@ def test_a_crash_half_way_is_resumed(client, runtime, force, clock, lifecycle_st
         assert s.scalar(select(func.count()).select_from(Blob).where(Blob.sha256.in_(shas))) == 0
         assert s.scalars(select(Tombstone.finished_at)).one() is not None
     assert events(runtime, "recording.deleted", rid) == 1
+
+
+def test_files_docked_after_the_decision_are_kept_apart(client, runtime, force, clock,
+                                                        lifecycle_store) -> None:
+    """A camera docks a second clip, and again the first clip's bytes (a retried upload), of a
+    recording the sweep has decided to delete: neither is added to it (its deletion would take
+    them with it, unseen); both are kept, marked, under a recording of their own."""
+    configure(runtime)
+    first = b"first clip"
+    rid = _rec(client, force, "R1", clip=first)
+    clock.advance(60 * DAY)
+    with transaction(runtime.sessions) as s:
+        rec = lock_recording(s, uuid.UUID(rid))
+        assert rec is not None and decide(s, clock=clock, settings=runtime.settings, rec=rec)
+    second = b"second clip, docked late"
+    late = [send(client, force.dock_token, data, device="CAM-1", recording="R1", kind="clip",
+                 index=str(i), filename=f"R1_00{i}.mp4").headers["locker-recording"]
+            for i, data in ((2, second), (1, first))]
+    assert late[0] == late[1] != rid
+    assert (sweep(runtime, lifecycle_store).deleted, exists(runtime, rid)) == (1, False)
+    with transaction(runtime.sessions) as s:
+        kept = s.get(Recording, uuid.UUID(late[0]))
+        assert kept is not None and kept.retention_state == "live"
+        assert (kept.device_serial, kept.camera_recording_id) == ("CAM-1", "R1~late")
+        assert f"after recording {rid} was decided for deletion" in kept.attribution_issues
+        # No sidecar came with them: recorded counts from their receipt, so the 31 days start now.
+        assert kept.delete_after == clock.now() + dt.timedelta(
+            days=runtime.settings.retention_unflagged_days)
+        shas = sorted(f.sha256 for f in kept.files)
+        tomb = s.scalars(select(Tombstone)).one()
+        assert hashlib.sha256(second).hexdigest() not in tomb.files
+    assert shas == sorted(hashlib.sha256(d).hexdigest() for d in (first, second))
+    assert all(runtime.store.exists(sha) for sha in shas)
+    r = client.get(f"/api/v1/recordings/{late[0]}", headers=bearer(force.tokens["officer1"]))
+    assert r.status_code == 200, r.text
+
+
+def test_late_ids_fit_and_name_no_camera_id() -> None:
+    longest = ["A" * 127 + "1", "A" * 127 + "2"]
+    ids = [late_recording_id(x) for x in longest]
+    assert all(len(x) <= 128 and "~late" in x for x in ids) and ids[0] != ids[1]
+    assert late_recording_id("R1") == "R1~late"
+    assert not RECORDING_RE.match("R1~late")  # no camera can send it
 
 
 def test_a_blob_shared_with_a_kept_recording_stays(client, runtime, force, clock,

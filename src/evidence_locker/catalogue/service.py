@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -62,14 +63,50 @@ def _note(recording: Recording, note: str) -> None:
     recording.attribution_issues = "; ".join(notes)
 
 
+#: Appended to a camera's recording id for files that arrive after the sweep decided to delete
+#: that recording. `~` is not allowed in a camera's ids (ingest/tus.py), so it names no other.
+LATE_SUFFIX = "~late"
+
+
+def late_recording_id(camera_recording_id: str) -> str:
+    """The id the late files of a recording being deleted are kept under (<= 128 characters)."""
+    late = camera_recording_id + LATE_SUFFIX
+    if len(late) <= 128:
+        return late
+    digest = hashlib.sha256(camera_recording_id.encode()).hexdigest()[:16]
+    return f"{camera_recording_id[:100]}{LATE_SUFFIX}-{digest}"
+
+
+def _find_recording(session: Session, *, device_serial: str,
+                    camera_recording_id: str) -> Recording | None:
+    """The recording, its row locked if live (PostgreSQL: FOR UPDATE; SQLite serialises writers)
+    so that the sweep cannot decide on it while a file is attached. A recording already being
+    deleted is not locked (the sweep's last step holds it, then its blobs: taking it while
+    holding a blob's lock could deadlock); its files are not added to it."""
+    def query() -> Any:
+        return (select(Recording).where(Recording.device_serial == device_serial)
+                .where(Recording.camera_recording_id == camera_recording_id))
+    rec = session.scalars(query()).one_or_none()
+    if rec is None or rec.retention_state != "live":
+        return rec
+    return session.scalars(query().with_for_update()
+                           .execution_options(populate_existing=True)).one_or_none()
+
+
 def _get_or_create_recording(
     session: Session, *, clock: Clock, actor: Actor, device_serial: str, camera_recording_id: str
 ) -> tuple[Recording, bool]:
-    rec = session.scalars(
-        select(Recording)
-        .where(Recording.device_serial == device_serial)
-        .where(Recording.camera_recording_id == camera_recording_id)
-    ).one_or_none()
+    rec = _find_recording(session, device_serial=device_serial,
+                          camera_recording_id=camera_recording_id)
+    deleting: Recording | None = None
+    while rec is not None and rec.retention_state != "live":
+        # The sweep decided on the files it saw; bytes docked since are footage nobody has
+        # looked at. They are kept under a recording of their own (a fresh review window from
+        # now), marked, never added to the one whose files are being deleted.
+        deleting = rec
+        camera_recording_id = late_recording_id(camera_recording_id)
+        rec = _find_recording(session, device_serial=device_serial,
+                              camera_recording_id=camera_recording_id)
     if rec is not None:
         return rec, False
     now = clock.now()
@@ -93,15 +130,19 @@ def _get_or_create_recording(
                details={"via": "ingest", "recording": camera_recording_id})
     if device.needs_review:
         _note(rec, f"device {device_serial} is not in the fleet register")
+    if deleting is not None:
+        _note(rec, f"arrived after recording {deleting.id} was decided for deletion")
     rec.device_id = device.id
     session.add(rec)
     session.flush()
     # Until the sidecar says when it recorded, the assignment at receipt attributes it.
     attribute(session, clock=clock, actor=actor, rec=rec, audited=False)
+    details = {"device": device_serial, "camera_recording_id": camera_recording_id,
+               "officer_id": rec.officer_id}
+    if deleting is not None:
+        details["late_for"] = str(deleting.id)
     record(session, clock=clock, actor=actor, action="recording.created",
-           object_type="recording", object_id=str(rec.id),
-           details={"device": device_serial, "camera_recording_id": camera_recording_id,
-                    "officer_id": rec.officer_id})
+           object_type="recording", object_id=str(rec.id), details=details)
     return rec, True
 
 
