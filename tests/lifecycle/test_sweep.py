@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from cat_helpers import record_camera, send
+from cat_helpers import record_camera, send, sidecar
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.catalogue.models import Blob, Recording, RecordingFile
-from evidence_locker.catalogue.service import late_recording_id
+from evidence_locker.catalogue.service import late_recording_id, names_recording
 from evidence_locker.db import transaction
 from evidence_locker.dock.client import TusClient, upload_camera_folder
 from evidence_locker.ingest.tus import RECORDING_RE
@@ -205,20 +205,24 @@ def test_files_docked_after_the_decision_are_kept_apart(client, runtime, force, 
     late = [send(client, force.dock_token, data, device="CAM-1", recording="R1", kind="clip",
                  index=str(i), filename=f"R1_00{i}.mp4").headers["locker-recording"]
             for i, data in ((2, second), (1, first))]
-    assert late[0] == late[1] != rid
+    sc = sidecar(device="CAM-1", recording="R1", files=[("clip", 2, "R1_002.mp4", second)])
+    late.append(send(client, force.dock_token, sc, device="CAM-1", recording="R1",
+                     kind="sidecar", filename="R1.json").headers["locker-recording"])
+    assert late[0] == late[1] == late[2] != rid
     assert (sweep(runtime, lifecycle_store).deleted, exists(runtime, rid)) == (1, False)
     with transaction(runtime.sessions) as s:
         kept = s.get(Recording, uuid.UUID(late[0]))
         assert kept is not None and kept.retention_state == "live"
         assert (kept.device_serial, kept.camera_recording_id) == ("CAM-1", "R1~late")
-        assert f"after recording {rid} was decided for deletion" in kept.attribution_issues
-        # No sidecar came with them: recorded counts from their receipt, so the 31 days start now.
+        assert kept.attribution_issues == f"arrived after recording {rid} was decided for deletion"
+        assert kept.sidecar_state == "parsed"  # the camera's own id, not a mismatch
+        # Recorded long ago, received now: a review window from now for someone to look.
         assert kept.delete_after == clock.now() + dt.timedelta(
-            days=runtime.settings.retention_unflagged_days)
+            days=runtime.settings.retention_review_window_days)
         shas = sorted(f.sha256 for f in kept.files)
         tomb = s.scalars(select(Tombstone)).one()
         assert hashlib.sha256(second).hexdigest() not in tomb.files
-    assert shas == sorted(hashlib.sha256(d).hexdigest() for d in (first, second))
+    assert shas == sorted(hashlib.sha256(d).hexdigest() for d in (first, second, sc))
     assert all(runtime.store.exists(sha) for sha in shas)
     r = client.get(f"/api/v1/recordings/{late[0]}", headers=bearer(force.tokens["officer1"]))
     assert r.status_code == 200, r.text
@@ -229,6 +233,9 @@ def test_late_ids_fit_and_name_no_camera_id() -> None:
     ids = [late_recording_id(x) for x in longest]
     assert all(len(x) <= 128 and "~late" in x for x in ids) and ids[0] != ids[1]
     assert late_recording_id("R1") == "R1~late"
+    assert names_recording("R1", "R1") and names_recording("R1", "R1~late~late")
+    assert names_recording(longest[0], late_recording_id(ids[0]))
+    assert not names_recording("R1", "R2~late") and not names_recording("R1~late", "R1")
     assert not RECORDING_RE.match("R1~late")  # no camera can send it
 
 

@@ -77,6 +77,16 @@ def late_recording_id(camera_recording_id: str) -> str:
     return f"{camera_recording_id[:100]}{LATE_SUFFIX}-{digest}"
 
 
+def names_recording(camera_recording_id: str, stored: str) -> bool:
+    """Whether a camera's recording id names the stored one: itself, or the recording its late
+    files are kept under (a few generations: each needs a sweep deciding while files dock)."""
+    for _ in range(4):
+        if camera_recording_id == stored:
+            return True
+        camera_recording_id = late_recording_id(camera_recording_id)
+    return False
+
+
 def _find_recording(session: Session, *, device_serial: str,
                     camera_recording_id: str) -> Recording | None:
     """The recording, its row locked if live (PostgreSQL: FOR UPDATE; SQLite serialises writers)
@@ -385,7 +395,7 @@ def apply_sidecar(
     if sc.device.serial != rec.device_serial:
         problems.append(
             f"sidecar names device {sc.device.serial}, upload named {rec.device_serial}")
-    if sc.recording_id != rec.camera_recording_id:
+    if not names_recording(sc.recording_id, rec.camera_recording_id):
         problems.append(f"sidecar names recording {sc.recording_id}")
     for p in problems:
         _note(rec, p)

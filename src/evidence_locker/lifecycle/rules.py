@@ -191,7 +191,7 @@ def let_go(facts: RecordingFacts) -> list[dt.datetime]:
 
 def deadline(policy: Policy, facts: RecordingFacts) -> dt.datetime | None:
     """The latest of the default, every flag's deadline and each let-go + review window; None if
-    any flag keeps indefinitely. Holds are not deadlines: see `may_delete`."""
+    any flag keeps indefinitely. Active holds are not deadlines: see `may_delete`."""
     latest = unflagged_deadline(policy, recorded_at=facts.recorded_at,
                                 received_at=facts.received_at)
     window = dt.timedelta(days=policy.review_window_days)
