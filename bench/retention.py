@@ -161,6 +161,18 @@ def file_limit(base: Path, count: int) -> tuple[float, float]:
     return create, unlink
 
 
+def s3_limit(putter: Any, client: Any, bucket: str, count: int) -> float:
+    """Seconds for `count` bare DELETE requests of small objects (PUT first with `putter`, the
+    ingest credential), from 8 threads as the sweep uses: one request per object, the least a
+    deletion can cost on S3."""
+    keys = [f"limit/{i:08d}" for i in range(count)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda k: putter.put_object(Bucket=bucket, Key=k, Body=b"x" * 40), keys))
+        t = time.perf_counter()
+        list(pool.map(lambda k: client.delete_object(Bucket=bucket, Key=k), keys))
+        return time.perf_counter() - t
+
+
 def sql_limit(url: str, n: int, files: int, batch: int) -> float:
     """Seconds for the bare catalogue delete of n recordings (and their file and blob rows) in
     transactions of `batch`, on a fresh database of the same kind."""
@@ -267,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"sweep: {result.deleted:,} deleted, {result.kept} kept, {len(result.failed)} failed "
             f"in {sweep_s:.1f} s")
         check_empty(runtime, n, sample)
+        runtime_client = getattr(runtime.store, "client", None)
         runtime.close()
         rate = result.deleted / sweep_s
         projected = DAILY / rate
@@ -279,14 +292,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"of unlinks alone")
             limit_url = f"sqlite:///{work / 'limit.db'}"
         else:
-            limit_url = settings.resolved_database_url.rsplit("/", 1)[0] + "/limit"
+            assert lifecycle_store is not None
+            unlink_s = s3_limit(runtime_client, lifecycle_store.client, lifecycle_store.bucket,
+                                m * files)
+            say(f"limit (a): {m * files:,} bare S3 DELETEs (8 threads) in {unlink_s:.1f} s -> "
+                f"{m / unlink_s:,.0f} recordings/s of deletes alone")
+            limit_url = settings.resolved_database_url.rsplit("/", 1)[0] + "/retention_limit"
             from sqlalchemy import create_engine, text
 
             admin = create_engine(settings.resolved_database_url, isolation_level="AUTOCOMMIT")
             with admin.connect() as c:
-                c.execute(text("CREATE DATABASE limit"))
+                c.execute(text("CREATE DATABASE retention_limit"))
             admin.dispose()
-            unlink_s = 0.0
         upgrade(limit_url)
         sql_s = sql_limit(limit_url, m, files, args.batch or settings.retention_batch)
         say(f"limit (b): bare SQL delete of {m:,} recordings + {m * files:,} file and blob rows "
@@ -297,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             f"(target < {TARGET_S / 60:.0f} min, i.e. >= {DAILY / TARGET_S:,.0f}/s: "
             f"{'MET' if projected < TARGET_S else 'NOT MET'})")
         say(f"peak RSS during the sweep               {peak / 1e6:.0f} MB")
-        if unlink_s:
-            say(f"limit: unlinks alone                    {m / unlink_s:,.0f} recordings/s")
+        say(f"limit: {'unlinks' if args.profile == 'embedded' else 'S3 DELETEs'} alone"
+            f"{' ' * (20 if args.profile == 'embedded' else 17)}{m / unlink_s:,.0f} recordings/s")
         say(f"limit: bare SQL delete                  {m / sql_s:,.0f} recordings/s")
     finally:
         if services is not None and not args.keep:
