@@ -43,34 +43,24 @@ def test_a_clip_docked_while_the_sweep_deletes_its_bytes_is_kept(client, runtime
             outcome["recording"] = record_camera(other, force.dock_token, device="CAM-2",
                                                  recording="NEW", clip=clip)
 
-    real_delete, real_delete_many = lifecycle_store.delete, lifecycle_store.delete_many
+    real_delete = lifecycle_store.delete
     docking: list[threading.Thread] = []
 
-    def dock_before(blobs: list[str]) -> None:
-        if sha in blobs and not docking:
+    def delete(blob: str, **kwargs: Any) -> None:
+        if blob == sha and not docking:
             docking.append(threading.Thread(target=dock_again))
             docking[0].start()
             # Give the upload every chance to finish before the bytes go: with the row lock it
             # waits for the sweep instead (and this join runs out); without it, it completes.
             docking[0].join(timeout=3)
-
-    def delete(blob: str, **kwargs: Any) -> None:
-        dock_before([blob])
         real_delete(blob, **kwargs)
 
-    def delete_many(blobs: list[str], **kwargs: Any) -> set[str]:
-        dock_before(blobs)
-        return real_delete_many(blobs, **kwargs)
-
-    # One by one (the filesystem store) or in bulk (S3): the clip docks just before either.
     lifecycle_store.delete = delete  # type: ignore[method-assign]
-    lifecycle_store.delete_many = delete_many  # type: ignore[method-assign]
     try:
         result = run_sweep(runtime.sessions, clock=clock, settings=runtime.settings,
                            store=lifecycle_store)
     finally:
         lifecycle_store.delete = real_delete  # type: ignore[method-assign]
-        lifecycle_store.delete_many = real_delete_many  # type: ignore[method-assign]
     assert docking, "the sweep never deleted the shared clip's blob"
     docking[0].join(timeout=60)
     assert not docking[0].is_alive()

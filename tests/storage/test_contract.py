@@ -331,27 +331,6 @@ def test_held_blob_cannot_be_deleted_until_the_hold_is_lifted(backend: Backend) 
     assert not backend.store.exists(digest)
 
 
-def test_delete_many_removes_what_it_may_and_returns_the_rest(backend: Backend) -> None:
-    """The sweep's bulk path: blobs under retention go with the bypass; a held one, a missing
-    one and any refused are returned for `delete` one by one (the filesystem store has no bulk
-    path: it returns them all); nothing held is removed whichever credential asks."""
-    free = [store_blob(backend.store, os.urandom(500)) for _ in range(3)]
-    kept = os.urandom(500)
-    held = store_blob(backend.store, kept)
-    backend.lifecycle.set_legal_hold(held, True)
-    missing = hashlib.sha256(b"never stored here").hexdigest()
-    shas = [*free, held, missing]
-    assert backend.store.delete_many(shas) >= {*free, held}  # ingest: refused, all kept
-    assert all(backend.store.exists(sha) for sha in [*free, held])
-    left = backend.lifecycle.delete_many(shas, bypass_governance=True)
-    if backend.s3:
-        assert left == {held}
-        assert not any(backend.reopen().exists(sha) for sha in free)
-    else:
-        assert left == set(shas)
-    assert blob_bytes(backend.store, held) == kept
-
-
 def test_ping_and_partial_listing(backend: Backend) -> None:
     backend.store.ping()
     assert list(backend.store.partial_ids()) == []

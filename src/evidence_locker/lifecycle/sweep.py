@@ -195,11 +195,9 @@ def finish_many(sessions: sessionmaker[Session], *, clock: Clock, store: BlobSto
         sizes = _lock_blobs(session, [s for _, s, _ in files] + [p for _, _, p in files if p])
         blobs = _blobs_to_delete(session, recording_ids, files)
         every = sorted({sha for shas in blobs.values() for sha in shas})
-        # In bulk where the store can (S3: DeleteObjects); what it did not remove, one by one.
-        rest = sorted(store.delete_many(every, bypass_governance=True)) if every else []
-        if rest:
-            with ThreadPoolExecutor(max_workers=min(DELETE_THREADS, len(rest))) as pool:
-                futures = {sha: pool.submit(_remove, store, sha) for sha in rest}
+        if every:
+            with ThreadPoolExecutor(max_workers=min(DELETE_THREADS, len(every))) as pool:
+                futures = {sha: pool.submit(_remove, store, sha) for sha in every}
             for sha, fut in futures.items():
                 exc = fut.exception()
                 if exc is not None:

@@ -115,12 +115,6 @@ class BlobStore(Protocol):
         """
         ...
 
-    def delete_many(self, sha256s: list[str], bypass_governance: bool = False) -> set[str]:
-        """Remove many blobs for good in as few requests as the backend allows, as `delete`
-        would; returns those it did not remove (refused, or the backend has no bulk path), for
-        the caller to `delete` one by one, where a refusal is explained."""
-        ...
-
     def ping(self) -> None:
         """Raise StorageError unless the store can be reached now (for /readyz)."""
         ...

@@ -266,10 +266,6 @@ class LocalBlobStore:
             raise BlobNotFound(sha256)
         yield path
 
-    def delete_many(self, sha256s: list[str], bypass_governance: bool = False) -> set[str]:
-        """No bulk path on a filesystem: each blob is an unlink and a directory fsync."""
-        return set(sha256s)
-
     def delete(self, sha256: str, bypass_governance: bool = False) -> None:
         path = self._blob_path(sha256)
         if path.exists():

@@ -834,53 +834,6 @@ class S3BlobStore:
             except BotoCoreError as exc:
                 self._fail(f"delete {key}", exc)
 
-    #: DeleteObjects takes at most this many keys (versions) per request.
-    DELETE_BATCH = 1000
-
-    def delete_many(self, sha256s: list[str], bypass_governance: bool = False) -> set[str]:
-        """Every version of each blob, listed from 8 threads, then removed by DeleteObjects a
-        thousand at a time: about one request per blob instead of two. A blob any of whose
-        versions the store refused (or whose listing failed) is returned, for `delete` to retry
-        and explain (BlobLocked); the versions already gone stay gone, as `delete` would leave
-        them."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        left: set[str] = set()
-        keys = {self._blob_key(sha): sha for sha in sha256s}
-
-        def versions(key: str) -> list[_Version] | None:
-            try:
-                return self._versions(key, exact=True)
-            except StorageError:
-                return None
-
-        objects: list[tuple[str, Any]] = []
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for key, found in zip(keys, pool.map(versions, keys), strict=True):
-                if found is None:
-                    left.add(keys[key])
-                    continue
-                objects += [(key, {"Key": key, "VersionId": v.version_id}) for v in found]
-        for start in range(0, len(objects), self.DELETE_BATCH):
-            part = objects[start:start + self.DELETE_BATCH]
-            extra: dict[str, Any] = {"BypassGovernanceRetention": True} if bypass_governance \
-                else {}
-            try:
-                answer = self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": [o for _, o in part], "Quiet": True},
-                    **extra)
-            except (ClientError, BotoCoreError) as exc:
-                log.warning("s3: bulk delete of %d versions failed, one by one: %s",
-                            len(part), exc)
-                left |= {keys[key] for key, _ in part}
-                continue
-            for error in answer.get("Errors", []):
-                if error.get("Code") in ("NoSuchKey", "NoSuchVersion"):
-                    continue
-                sha = keys.get(error.get("Key", ""))
-                left |= {sha} if sha is not None else {keys[key] for key, _ in part}
-        return left
-
     def _explain_denial(self, key: str, version_id: str | None, exc: Exception,
                         sha256: str) -> None:
         """Raise BlobLocked if a legal hold or an unexpired retention explains a refusal (if
