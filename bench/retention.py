@@ -314,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             f"(target < {TARGET_S / 60:.0f} min, i.e. >= {DAILY / TARGET_S:,.0f}/s: "
             f"{'MET' if projected < TARGET_S else 'NOT MET'})")
         say(f"peak RSS during the sweep               {peak / 1e6:.0f} MB")
-        say(f"limit: {'unlinks' if args.profile == 'embedded' else 'S3 DELETEs'} alone"
-            f"{' ' * (20 if args.profile == 'embedded' else 17)}{m / unlink_s:,.0f} recordings/s")
+        alone = f"limit: {'unlinks' if args.profile == 'embedded' else 'S3 DELETEs'} alone"
+        say(f"{alone:<40}{m / unlink_s:,.0f} recordings/s")
         say(f"limit: bare SQL delete                  {m / sql_s:,.0f} recordings/s")
     finally:
         if services is not None and not args.keep:

@@ -89,15 +89,16 @@ def names_recording(camera_recording_id: str, stored: str) -> bool:
 
 def _find_recording(session: Session, *, device_serial: str,
                     camera_recording_id: str) -> Recording | None:
-    """The recording, its row locked if live (PostgreSQL: FOR UPDATE; SQLite serialises writers)
-    so that the sweep cannot decide on it while a file is attached. A recording already being
-    deleted is not locked (the sweep's last step holds it, then its blobs: taking it while
-    holding a blob's lock could deadlock); its files are not added to it."""
+    """The recording, its row locked if live (PostgreSQL: FOR UPDATE; SQLite serialises writers,
+    so one read does) so that the sweep cannot decide on it while a file is attached. A
+    recording already being deleted is not locked (the sweep's last step holds it, then its
+    blobs: taking it while holding a blob's lock could deadlock); its files are not added to it."""
     def query() -> Any:
         return (select(Recording).where(Recording.device_serial == device_serial)
                 .where(Recording.camera_recording_id == camera_recording_id))
     rec = session.scalars(query()).one_or_none()
-    if rec is None or rec.retention_state != "live":
+    if (rec is None or rec.retention_state != "live"
+            or session.get_bind().dialect.name != "postgresql"):
         return rec
     return session.scalars(query().with_for_update()
                            .execution_options(populate_existing=True)).one_or_none()
