@@ -10,7 +10,7 @@ export LOCKER_DATA_DIR ?= $(CURDIR)/var
 
 .PHONY: run test lint typecheck unit bench clean system-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/evidence_locker/audit/_chainwalk.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -24,12 +24,13 @@ $(OIDC_STAMP): $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json
 run: $(STAMP)
 	$(BIN)/locker demo --host 127.0.0.1 --port 8000
 
-## system-deps: what tests need from Debian (Chromium, PostgreSQL, Redis, Node.js and npm)
+## system-deps: what tests need from Debian (Chromium, PostgreSQL, Redis, Node.js, npm, and the
+## compiler and headers the audit walk's C part builds with)
 system-deps:
 	scripts/system-deps.sh
 
 ## test: set up everything, lint, type-check and run every test
-test: $(STAMP) system-deps $(OIDC_STAMP) lint typecheck
+test: system-deps $(STAMP) $(OIDC_STAMP) lint typecheck
 	scripts/test.sh
 
 unit: $(STAMP) $(OIDC_STAMP)

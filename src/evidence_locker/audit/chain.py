@@ -20,11 +20,12 @@ import logging
 import multiprocessing
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from sqlalchemy import (
     Row,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     func,
+    make_url,
     or_,
     select,
     text,
@@ -49,7 +51,17 @@ from evidence_locker.audit.service import canonical_json
 from evidence_locker.clock import Clock
 from evidence_locker.db import transaction
 
+try:  # the compiled page check (setup.py); optional, the Python digest gives the same verdicts
+    from evidence_locker.audit import _chainwalk
+except ImportError:  # pragma: no cover - built without a compiler
+    _chainwalk = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
+
+#: Who hashes each event of a walk: Python (`_raw_digest`), PostgreSQL in SQL
+#: (`_sql_checked`), or the compiled check on SQLite (audit/_chainwalk.c). The last two return
+#: only the rows Python must look at, and Python re-checks those.
+Digest = Literal["python", "sql", "compiled"]
 
 #: prev_hash of the first event (seq 1).
 GENESIS_HASH = "0" * 64
@@ -693,6 +705,35 @@ def _session_fetch(session: Session) -> _Fetch:
     return fetch
 
 
+def _sqlite_path(url: str) -> str | None:
+    """The file of a SQLite database URL (None: not SQLite, or in memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def _compiled_fetch(path: str) -> tuple[_Fetch, Callable[[], None]]:
+    """Pages checked by the compiled code on a read-only connection of its own to `path`, and
+    how to close it. Its errors are wrapped as the driver's would be."""
+    assert _chainwalk is not None
+    try:
+        handle = _chainwalk.connect(path)
+    except _chainwalk.WalkError as exc:
+        raise DBAPIError.instance("connect", (), sqlite3.OperationalError(str(exc)),
+                                  sqlite3.Error) from exc
+
+    def fetch(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        assert _chainwalk is not None
+        try:
+            return _chainwalk.check_page(handle, sql, params)
+        except _chainwalk.WalkError as exc:
+            raise DBAPIError.instance(sql, params, sqlite3.OperationalError(str(exc)),
+                                      sqlite3.Error) from exc
+
+    return fetch, lambda: _chainwalk.close(handle) if _chainwalk is not None else None
+
+
 @dataclass(frozen=True)
 class _RangeWalk:
     """What a walk over one range found; the coordinator checks how the ranges join.
@@ -710,7 +751,7 @@ class _RangeWalk:
 
 
 def _page_query(placeholder: str, key: tuple[int, int] | None, rng: _Range, batch: int,
-                in_sql: bool) -> tuple[str, tuple[Any, ...]]:
+                digest: Digest) -> tuple[str, tuple[Any, ...]]:
     params: tuple[Any, ...]
     if key is not None:
         seq, id_ = key
@@ -721,14 +762,19 @@ def _page_query(placeholder: str, key: tuple[int, int] | None, rng: _Range, batc
         mode, params = "all", ()
     if rng.upto is not None:
         params += (rng.upto,)
-    sql = _walk_sql(placeholder, mode, upto=rng.upto is not None, in_sql=in_sql)
+    sql = _walk_sql(placeholder, mode, upto=rng.upto is not None, in_sql=digest == "sql")
     return sql, (*params, batch)
 
 
 def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range, batch: int,
-                in_sql: bool) -> _RangeWalk:
-    """Walk one range in keyset pages of `batch` rows until its first failing row."""
-    digest = _raw_digest
+                digest: Digest) -> _RangeWalk:
+    """Walk one range in keyset pages of `batch` rows until its first failing row.
+
+    With the "sql" or "compiled" digest a page comes back checked: only its first row, the
+    rows found wrong and its last row, each with its place in the page, whether its own hash
+    was confirmed and the id, seq and hash of the row before it; Python re-checks those."""
+    checked_before = digest != "python"
+    row_digest = _raw_digest
     first: tuple[Any, ...] | None = None
     last: _Prev | None = None
     checked = 0
@@ -736,11 +782,11 @@ def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range, batch: int,
     expected_prev: str | None = None
     key: tuple[int, int] | None = None
     while True:
-        sql, params = _page_query(placeholder, key, rng, batch, in_sql)
+        sql, params = _page_query(placeholder, key, rng, batch, digest)
         rows = fetch(sql, params)
         if not rows:
             break
-        if in_sql:
+        if checked_before:
             end = rows[-1]
             for raw in rows:
                 seq, prev_hash, hash_, rn = raw[13], raw[14], raw[15], raw[16]
@@ -757,7 +803,7 @@ def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range, batch: int,
                     bad = hash_ is None or prev_hash is None
                 else:
                     bad = seq != want_seq or prev_hash != want_prev or hash_ is None
-                if bad or digest(raw, seq, prev_hash) != hash_:
+                if bad or row_digest(raw, seq, prev_hash) != hash_:
                     return _RangeWalk(first, prev, checked + rn - 1, raw[:16], prev)
             n = end[16]
             checked += n
@@ -771,7 +817,7 @@ def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range, batch: int,
                     bad = hash_ is None or prev_hash is None
                 else:
                     bad = seq != expected_seq or prev_hash != expected_prev or hash_ is None
-                if bad or digest(raw, seq, prev_hash) != hash_:
+                if bad or row_digest(raw, seq, prev_hash) != hash_:
                     if prev_raw is not None:
                         last = _prev_of(prev_raw)
                     return _RangeWalk(first, last, checked, raw, last)
@@ -789,13 +835,20 @@ def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range, batch: int,
     return _RangeWalk(first, last, checked)
 
 
-def _walk_range_at(url: str, rng: _Range, batch: int, in_sql: bool) -> _RangeWalk:
+def _walk_range_at(url: str, rng: _Range, batch: int, digest: Digest) -> _RangeWalk:
     """One range on a connection of its own (a worker process or thread of a split walk).
 
     A plain engine, not `db.make_engine`'s: a reader must not take SQLite's write lock (BEGIN
     IMMEDIATE). Each page is its own statement outside a transaction (SQLite's driver starts
     none for a SELECT; PostgreSQL in autocommit), so no snapshot outlives a page.
     """
+    path = _sqlite_path(url)
+    if digest == "compiled" and path is not None:
+        fetch, close = _compiled_fetch(path)
+        try:
+            return _walk_range(fetch, "?", rng, batch, digest)
+        finally:
+            close()
     engine = create_engine(url, poolclass=NullPool)
     try:
         raw = engine.raw_connection()
@@ -805,7 +858,7 @@ def _walk_range_at(url: str, rng: _Range, batch: int, in_sql: bool) -> _RangeWal
                 driver.autocommit = True  # type: ignore[union-attr]
             placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%s"
             fetch = _driver_fetch(driver, engine.dialect.loaded_dbapi.Error)
-            return _walk_range(fetch, placeholder, rng, batch, in_sql)
+            return _walk_range(fetch, placeholder, rng, batch, digest)
         finally:
             raw.close()
     finally:
@@ -856,17 +909,18 @@ def _shared_url(session: Session) -> str | None:
 
 
 def _walk_in_parallel(url: str, ranges: list[_Range], batch: int,
-                      in_sql: bool) -> list[_RangeWalk]:
+                      digest: Digest) -> list[_RangeWalk]:
     """Each range on its own connection at once.
 
-    Threads when PostgreSQL hashes (the work is in the database's processes; the driver lets go
-    of the GIL while it waits); processes when Python hashes. Forked when this process has no
-    other thread (cheap), spawned otherwise (a fork would copy other threads' held locks).
+    Threads when PostgreSQL or the compiled code hashes (the work is in the database's
+    processes, or in C that lets go of the GIL); processes when Python hashes. Forked when this
+    process has no other thread (cheap), spawned otherwise (a fork would copy other threads'
+    held locks).
     """
     count = len(ranges)
-    args = ([url] * count, ranges, [batch] * count, [in_sql] * count)
+    args = ([url] * count, ranges, [batch] * count, [digest] * count)
     executor: Executor
-    if in_sql:
+    if digest != "python":
         executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="audit-verify")
     else:
         method = "fork" if threading.active_count() == 1 and \
@@ -877,13 +931,23 @@ def _walk_in_parallel(url: str, ranges: list[_Range], batch: int,
         return list(executor.map(_walk_range_at, *args))
 
 
-def _sql_digest_usable(session: Session) -> bool:
-    """PostgreSQL with a UTF-8 database: the SQL document's bytes are then `event_digest`'s."""
-    if session.get_bind().dialect.name != "postgresql":
-        return False
-    encoding = session.execute(text("SELECT current_setting('server_encoding')")).scalar_one()
-    _end_transaction(session)
-    return bool(encoding == "UTF8")
+def usable_digest(session: Session) -> Digest:
+    """The fastest digest that gives `event_digest`'s bytes here: in SQL on PostgreSQL with a
+    UTF-8 database, compiled on a SQLite file when the extension is built, else Python."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        encoding = session.execute(text("SELECT current_setting('server_encoding')")).scalar_one()
+        _end_transaction(session)
+        return "sql" if encoding == "UTF8" else "python"
+    url = session.get_bind().engine.url.render_as_string(hide_password=False)
+    if _chainwalk is not None and _sqlite_path(url) is not None:
+        return "compiled"
+    return "python"
+
+
+def compiled_digest_available() -> bool:
+    """Whether the compiled page check was built (the install had a compiler and headers)."""
+    return _chainwalk is not None
 
 
 def _seen(session: Session, watch: frozenset[int], start: Checkpoint | None,
@@ -916,7 +980,7 @@ def verify_chain(
     start: Checkpoint | None = None,
     watch: Collection[int] = (),
     workers: int | None = None,
-    digest_in_sql: bool | None = None,
+    digest: Digest | None = None,
 ) -> ChainReport:
     """Walk the chain in seq order, recompute every hash and check every link.
 
@@ -935,26 +999,30 @@ def verify_chain(
     `workers` splits the seqs into that many ranges walked at once, each on its own connection
     (None: one per CPU, when each range would have `MIN_RANGE_ROWS`); a row's hash covers its
     own prev_hash, so each range is checked on its own and only the joins between ranges are
-    left, checked here. The report is the same whatever the split. `digest_in_sql` (default: on
-    PostgreSQL with a UTF-8 database) hashes in the database, so Python sees only the rows SQL
-    finds wrong and the page ends; Python re-checks those with its own digest.
+    left, checked here. The report is the same whatever the split. `digest` says who hashes
+    each event (default: the fastest usable, see `usable_digest`): with "sql" (PostgreSQL) or
+    "compiled" (a SQLite file) Python sees only the rows found wrong and the page ends, and
+    re-checks those with its own digest; the report is the same whichever hashes.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
     try:
-        in_sql = _sql_digest_usable(session) if digest_in_sql is None else digest_in_sql
-        if in_sql and session.get_bind().dialect.name != "postgresql":
-            raise ValueError("digest_in_sql needs PostgreSQL")
+        usable = usable_digest(session)
+        digest = usable if digest is None else digest
+        if digest != "python" and digest != usable:
+            raise ValueError(f"the {digest!r} digest cannot be used on this database")
         ranges = _ranges(session, start, workers)
-        url = _shared_url(session) if len(ranges) > 1 else None
-        if url is None:
+        url = _shared_url(session)
+        if len(ranges) > 1 and url is not None:
+            walks = _walk_in_parallel(url, ranges, batch, digest)
+        elif digest == "compiled" and url is not None:
+            walks = [_walk_range_at(url, ranges[0], batch, digest)]
+        else:
             conn = session.connection()
             placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             _end_transaction(session)
             rng = _Range(None if start is None else start.seq, None)
-            walks = [_walk_range(_session_fetch(session), placeholder, rng, batch, in_sql)]
-        else:
-            walks = _walk_in_parallel(url, ranges, batch, in_sql)
+            walks = [_walk_range(_session_fetch(session), placeholder, rng, batch, digest)]
 
         # Join the ranges: each one's first row must follow the last good row before it.
         checked = 0

@@ -1,0 +1,199 @@
+"""The compiled page check on SQLite (audit/_chainwalk.c) must build, byte for byte, the document
+`event_digest` hashes, for any text a row can hold, or verification would call a sound chain
+broken; and it must flag every row it cannot confirm, so that Python judges it. Checked here over
+arbitrary values on a real SQLite file; the tampering tests then run every check through both
+the compiled and the Python digest (audit_helpers.AuditDb.verify)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, Table, create_engine, delete, insert, text
+
+from evidence_locker.audit import chain
+from evidence_locker.audit.chain import event_digest
+from evidence_locker.audit.models import AuditEvent
+
+pytestmark = pytest.mark.embedded_only
+
+TABLE: Table = AuditEvent.__table__  # type: ignore[assignment]
+
+
+def test_the_compiled_check_is_built_where_ci_runs() -> None:
+    """Without a compiler the install falls back to the Python digest; CI must not."""
+    if not chain.compiled_digest_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("audit/_chainwalk.c was not built: the install needs gcc, the Python "
+                        "headers, libsqlite3-dev and libssl-dev (scripts/setup.sh)")
+        pytest.skip("the compiled page check is not built here")
+
+
+needs_compiled = pytest.mark.skipif(not chain.compiled_digest_available(),
+                                    reason="the compiled page check is not built")
+
+#: What SQLite text can hold from Python: any character, NUL included (no lone surrogates,
+#: which UTF-8 cannot carry), with the characters JSON encoders treat specially drawn often.
+_TRICKY = '"\\/\b\f\n\r\t\x00\x01\x1f\x7f\x80\x9f\u00a0\u2028\u2029\ufeff\uffff\U0001f600<>&\''
+_CHARS = st.characters(blacklist_categories=("Cs",))
+_TEXT = st.one_of(st.text(_CHARS, max_size=30), st.text(st.sampled_from(_TRICKY), max_size=12))
+_OPTIONAL = st.none() | _TEXT
+_WHEN = st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31),
+                     timezones=st.just(dt.UTC))
+_CONTENT = st.fixed_dictionaries({
+    "occurred_at": _WHEN, "action": _TEXT, "actor_type": _TEXT, "actor_id": _OPTIONAL,
+    "actor_name": _OPTIONAL, "object_type": _OPTIONAL, "object_id": _OPTIONAL, "ip": _OPTIONAL,
+    "user_agent": _OPTIONAL, "purpose": _OPTIONAL, "reason": _OPTIONAL, "details": _TEXT,
+})
+
+
+#: A plain event's content fields.
+_PLAIN: dict[str, Any] = {
+    "occurred_at": dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC), "action": "recording.viewed",
+    "actor_type": "user", "actor_id": "u1", "actor_name": "PC Example", "object_type": None,
+    "object_id": None, "ip": "10.0.0.1", "user_agent": None, "purpose": None, "reason": None,
+    "details": "{}",
+}
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, str]]:
+    """A SQLite file with a table shaped as audit_events, without its guards."""
+    path = tmp_path_factory.mktemp("compiled-walk") / "probe.db"
+    engine = create_engine(f"sqlite:///{path}")
+    TABLE.create(engine)
+    yield engine, str(path)
+    engine.dispose()
+
+
+def _chain(rows: list[dict[str, Any]], first_seq: int, genesis: str) -> list[dict[str, Any]]:
+    """The rows linked as the sequencer links them, hashed by `event_digest`."""
+    linked, prev = [], genesis
+    for i, content in enumerate(rows):
+        row = {"id": i + 1, **content, "seq": first_seq + i, "prev_hash": prev}
+        row["hash"] = prev = event_digest(**row)
+        linked.append(row)
+    return linked
+
+
+def _load(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(TABLE))
+        conn.execute(insert(TABLE), rows)
+
+
+def _check(path: str, batch: int = 1000) -> list[tuple[Any, ...]]:
+    """The rows the compiled check hands back for the first page of the whole table."""
+    assert chain._chainwalk is not None
+    handle = chain._chainwalk.connect(path)
+    try:
+        return chain._chainwalk.check_page(handle, chain._walk_sql("?", "all"), (batch,))
+    finally:
+        chain._chainwalk.close(handle)
+
+
+@needs_compiled
+@settings(max_examples=300, deadline=None)
+@given(contents=st.lists(_CONTENT, min_size=1, max_size=8),
+       first_seq=st.integers(min_value=-(2**63), max_value=2**63 - 9),
+       genesis=_TEXT, flip=st.data())
+@example(contents=[{"occurred_at": dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC),
+                    "action": "recording.viewed", "actor_type": "user", "actor_id": "u1",
+                    "actor_name": 'PC "Quote" \\ O\'Brien\u2028', "object_type": None,
+                    "object_id": None, "ip": "10.0.0.1", "user_agent": "\x7f\x1f\t\x00",
+                    "purpose": None, "reason": "\U0001f600", "details": '{"k":"\\u00e9"}'}] * 2,
+         first_seq=1, genesis=chain.GENESIS_HASH, flip=None)
+def test_the_compiled_document_is_event_digests(
+    probe: tuple[Engine, str], contents: list[dict[str, Any]], first_seq: int, genesis: str,
+    flip: Any,
+) -> None:
+    """A sound chain of arbitrary rows: the check confirms every row and hands back only the
+    page's ends, each with the row before it; one changed value and it flags that row."""
+    engine, path = probe
+    rows = _chain(contents, first_seq, genesis)
+    _load(engine, rows)
+    back = _check(path)
+    ends = [0] if len(rows) == 1 else [0, len(rows) - 1]
+    assert [r[16] for r in back] == [i + 1 for i in ends]
+    for r, i in zip(back, ends, strict=True):
+        assert r[17] is True, ("the compiled document differs from event_digest's", rows[i])
+        assert r[:16] == tuple(rows[i][c] if c != "occurred_at" else r[1]
+                               for c in (*chain.CONTENT_FIELDS, "seq", "prev_hash", "hash"))
+        before = rows[i - 1] if i else None
+        assert r[18:] == ((before["id"], before["seq"], before["hash"]) if before
+                          else (None, None, None))
+    if flip is None:
+        return
+    # Change one text value of one row: that row's own hash no longer holds.
+    i = flip.draw(st.integers(0, len(rows) - 1))
+    column = flip.draw(st.sampled_from(["action", "actor_type", "details", "actor_name"]))
+    with engine.begin() as conn:
+        conn.execute(TABLE.update().where(TABLE.c.id == i + 1)
+                     .values({column: (rows[i][column] or "") + "x"}))
+    flagged = {r[16]: r[17] for r in _check(path)}
+    assert flagged.get(i + 1) is False
+
+
+@needs_compiled
+@pytest.mark.parametrize(("column", "value"), [
+    ("occurred_at", "2025-03-01T09:30:00.000000"),  # not SQLAlchemy's form
+    ("occurred_at", "2025-03-01 09:30:00"),
+    ("action", 7),                                   # an integer where text belongs
+    ("details", b"{}"),                              # bytes
+    ("actor_name", 1.5),
+    ("occurred_at", 20250301),                      # (id is the rowid: always an integer)
+    ("seq", 2.5),                                    # (INTEGER affinity turns "2" into 2)
+    ("hash", None),
+    ("prev_hash", None),
+])
+def test_values_it_cannot_judge_go_to_python(probe: tuple[Engine, str], column: str,
+                                             value: Any) -> None:
+    """The check is only ever too suspicious: a value of a type or form it does not expect is
+    flagged (not confirmed), whatever its hash."""
+    engine, path = probe
+    content = _PLAIN
+    _load(engine, _chain([content] * 3, 1, chain.GENESIS_HASH))
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE audit_events SET {column} = :v WHERE id = 2"),  # noqa: S608
+                     {"v": value})
+    flagged = {r[0]: r[17] for r in _check(path)}
+    assert flagged.get(2) is False
+
+
+@needs_compiled
+def test_links_are_checked_across_the_page(probe: tuple[Engine, str]) -> None:
+    """A row whose prev_hash is not its predecessor's hash, or whose seq skips, is flagged even
+    though its own hash holds."""
+    engine, path = probe
+    content = _PLAIN
+    rows = _chain([content] * 5, 1, chain.GENESIS_HASH)
+    # Row 3 re-hashed after another predecessor: sound itself, its link (and row 4's) broken.
+    rows[2] = dict(rows[2], prev_hash="f" * 64)
+    rows[2]["hash"] = event_digest(**{k: v for k, v in rows[2].items() if k != "hash"})
+    rows[4] = dict(rows[4], seq=9)  # a gap before row 5
+    _load(engine, rows)
+    back = {r[0]: r for r in _check(path)}
+    assert sorted(back) == [1, 3, 4, 5]
+    assert back[3][17] is True and back[3][18:] == (2, 2, rows[1]["hash"])
+    assert back[4][17] is True and back[4][18:] == (3, 3, rows[2]["hash"])
+    assert back[5][17] is False  # its seq is hashed too
+
+
+@needs_compiled
+def test_errors_are_database_errors(tmp_path: Path) -> None:
+    """A file that is no database is a clear error, not a crash or a pass."""
+    bad = tmp_path / "not-a-db"
+    bad.write_bytes(b"x" * 4096)
+    assert chain._chainwalk is not None
+    handle = chain._chainwalk.connect(str(bad))
+    with pytest.raises(chain._chainwalk.WalkError, match="not a database"):
+        chain._chainwalk.check_page(handle, chain._walk_sql("?", "all"), (10,))
+    chain._chainwalk.close(handle)
+    with pytest.raises(chain._chainwalk.WalkError, match="closed"):
+        chain._chainwalk.check_page(handle, "SELECT 1", ())
