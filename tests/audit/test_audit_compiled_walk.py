@@ -35,6 +35,20 @@ def test_the_compiled_check_is_built_where_ci_runs() -> None:
         pytest.skip("the compiled page check is not built here")
 
 
+def test_one_sqlite_library_in_the_process() -> None:
+    """The compiled check and Python's sqlite3 module must share one SQLite: two copies in a
+    process do not share POSIX lock bookkeeping. One libsqlite3 mapped, the same version."""
+    if chain._chainwalk is None:
+        pytest.skip("the compiled page check is not built here")
+    import sqlite3
+
+    maps = Path("/proc/self/maps").read_text()
+    libraries = {line.split()[-1] for line in maps.splitlines() if "libsqlite3" in line}
+    assert len(libraries) == 1, libraries
+    assert chain._chainwalk.sqlite_version == sqlite3.sqlite_version
+    assert chain.compiled_digest_available()
+
+
 needs_compiled = pytest.mark.skipif(not chain.compiled_digest_available(),
                                     reason="the compiled page check is not built")
 

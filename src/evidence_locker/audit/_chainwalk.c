@@ -18,8 +18,9 @@
  * below 0x20 as \u00xx in lowercase hex, every other byte as it is.
  *
  * The GIL is released while SQLite steps and rows are hashed, so ranges can be walked from
- * threads. Link with the same libsqlite3 as Python's sqlite3 module (checked by setup.py's
- * build and by the tests), so SQLite's POSIX lock bookkeeping is shared within the process.
+ * threads. It links the system's libsqlite3, which Python's sqlite3 module uses too, so SQLite's
+ * POSIX lock bookkeeping is shared within the process (chain.compiled_digest_available refuses
+ * a different version; a test checks one library is mapped).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -158,7 +159,8 @@ static int cell_same(const Row *a, int ka, const Row *b, int kb) {
     case SQLITE_INTEGER: return x->i == y->i;
     case SQLITE_FLOAT: return x->d == y->d;
     default:
-        return x->n == y->n && memcmp(row_bytes(a, ka), row_bytes(b, kb), x->n) == 0;
+        return x->n == y->n &&
+               (x->n == 0 || memcmp(row_bytes(a, ka), row_bytes(b, kb), x->n) == 0);
     }
 }
 
@@ -361,12 +363,7 @@ static PyObject *py_connect(PyObject *self, PyObject *args) {
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = sqlite3_open_v2(path, &h->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_busy_timeout(h->db, timeout_ms);
-        /* read pages from a mapping instead of copying each through read(): a walk reads the
-         * whole log once; harmless where mmap is not supported (SQLite then reads) */
-        sqlite3_exec(h->db, "PRAGMA mmap_size=1073741824", NULL, NULL, NULL);
-    }
+    if (rc == SQLITE_OK) sqlite3_busy_timeout(h->db, timeout_ms);
     Py_END_ALLOW_THREADS
     PyObject *capsule = PyCapsule_New(h, "chainwalk.handle", handle_free);
     if (!capsule) {

@@ -731,7 +731,11 @@ def _compiled_fetch(path: str) -> tuple[_Fetch, Callable[[], None]]:
             raise DBAPIError.instance(sql, params, sqlite3.OperationalError(str(exc)),
                                       sqlite3.Error) from exc
 
-    return fetch, lambda: _chainwalk.close(handle) if _chainwalk is not None else None
+    def close() -> None:
+        assert _chainwalk is not None
+        _chainwalk.close(handle)
+
+    return fetch, close
 
 
 @dataclass(frozen=True)
@@ -940,14 +944,17 @@ def usable_digest(session: Session) -> Digest:
         _end_transaction(session)
         return "sql" if encoding == "UTF8" else "python"
     url = session.get_bind().engine.url.render_as_string(hide_password=False)
-    if _chainwalk is not None and _sqlite_path(url) is not None:
+    if compiled_digest_available() and _sqlite_path(url) is not None:
         return "compiled"
     return "python"
 
 
 def compiled_digest_available() -> bool:
-    """Whether the compiled page check was built (the install had a compiler and headers)."""
-    return _chainwalk is not None
+    """Whether the compiled page check was built (the install had a compiler and headers) and
+    runs on the very SQLite library Python's sqlite3 module uses: two copies of SQLite in one
+    process do not share their POSIX lock bookkeeping, and closing one's file would drop the
+    other's locks."""
+    return _chainwalk is not None and _chainwalk.sqlite_version == sqlite3.sqlite_version
 
 
 def _seen(session: Session, watch: frozenset[int], start: Checkpoint | None,
