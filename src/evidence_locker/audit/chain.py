@@ -844,10 +844,12 @@ def _walk_range_at(url: str, rng: _Range, batch: int, digest: Digest) -> _RangeW
 
     A plain engine, not `db.make_engine`'s: a reader must not take SQLite's write lock (BEGIN
     IMMEDIATE). Each page is its own statement outside a transaction (SQLite's driver starts
-    none for a SELECT; PostgreSQL in autocommit), so no snapshot outlives a page.
+    none for a SELECT; PostgreSQL in autocommit), so no snapshot outlives a page. The compiled
+    check opens the SQLite file read-only itself.
     """
-    path = _sqlite_path(url)
-    if digest == "compiled" and path is not None:
+    if digest == "compiled":
+        path = _sqlite_path(url)
+        assert path is not None, "the compiled check needs a SQLite file"
         fetch, close = _compiled_fetch(path)
         try:
             return _walk_range(fetch, "?", rng, batch, digest)
