@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
 from sqlalchemy import Engine, Table, delete, event, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -173,3 +174,29 @@ class Locker:
             else:
                 conn.execute(text("DROP TRIGGER audit_checkpoints_no_update"))
                 conn.execute(text("DROP TRIGGER audit_checkpoints_no_delete"))
+
+
+#: Characters JSON encoders treat specially (and some that look special but are not), drawn
+#: often by `content_fields`.
+TRICKY = '"\\/\b\f\n\r\t\x00\x01\x1f\x7f\x80\x9f\u00a0\u2028\u2029\ufeff\uffff\U0001f600<>&\''
+
+
+def text_values(*, nul: bool) -> st.SearchStrategy[str]:
+    """Any text a column can hold (no lone surrogates, which UTF-8 cannot carry; NUL only where
+    the database keeps it: SQLite does, PostgreSQL text cannot)."""
+    banned = "" if nul else "\x00"
+    chars = st.characters(blacklist_categories=("Cs",), blacklist_characters=banned)
+    tricky = st.sampled_from([c for c in TRICKY if c not in banned])
+    return st.one_of(st.text(chars, max_size=30), st.text(tricky, max_size=12))
+
+
+def content_fields(*, nul: bool, when: st.SearchStrategy[dt.datetime]
+                   ) -> dict[str, st.SearchStrategy[Any]]:
+    """Strategies for an event's content columns but id, for `st.fixed_dictionaries`."""
+    text_ = text_values(nul=nul)
+    optional = st.none() | text_
+    return {
+        "occurred_at": when, "action": text_, "actor_type": text_, "actor_id": optional,
+        "actor_name": optional, "object_type": optional, "object_id": optional, "ip": optional,
+        "user_agent": optional, "purpose": optional, "reason": optional, "details": text_,
+    }

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_helpers import content_fields, text_values
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, Table, create_engine, delete, insert, text
@@ -52,19 +53,10 @@ def test_one_sqlite_library_in_the_process() -> None:
 needs_compiled = pytest.mark.skipif(not chain.compiled_digest_available(),
                                     reason="the compiled page check is not built")
 
-#: What SQLite text can hold from Python: any character, NUL included (no lone surrogates,
-#: which UTF-8 cannot carry), with the characters JSON encoders treat specially drawn often.
-_TRICKY = '"\\/\b\f\n\r\t\x00\x01\x1f\x7f\x80\x9f\u00a0\u2028\u2029\ufeff\uffff\U0001f600<>&\''
-_CHARS = st.characters(blacklist_categories=("Cs",))
-_TEXT = st.one_of(st.text(_CHARS, max_size=30), st.text(st.sampled_from(_TRICKY), max_size=12))
-_OPTIONAL = st.none() | _TEXT
+_TEXT = text_values(nul=True)
 _WHEN = st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31),
                      timezones=st.just(dt.UTC))
-_CONTENT = st.fixed_dictionaries({
-    "occurred_at": _WHEN, "action": _TEXT, "actor_type": _TEXT, "actor_id": _OPTIONAL,
-    "actor_name": _OPTIONAL, "object_type": _OPTIONAL, "object_id": _OPTIONAL, "ip": _OPTIONAL,
-    "user_agent": _OPTIONAL, "purpose": _OPTIONAL, "reason": _OPTIONAL, "details": _TEXT,
-})
+_CONTENT = st.fixed_dictionaries(content_fields(nul=True, when=_WHEN))
 
 
 #: A plain event's content fields.

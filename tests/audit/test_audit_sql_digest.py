@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from audit_helpers import content_fields, text_values
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
@@ -20,21 +21,13 @@ from evidence_locker.audit.chain import event_digest
 
 pytestmark = pytest.mark.scale_out_only
 
-#: What PostgreSQL text can hold: any character but NUL (and no lone surrogates, which UTF-8
-#: cannot carry), with the characters JSON encoders treat specially drawn often.
-_TRICKY = '"\\/\b\f\n\r\t\x01\x1f\x7f\x80\x9f\u00a0\u2028\u2029\ufeff\uffff\U0001f600<>&\''
-_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
-_TEXT = st.one_of(st.text(_CHARS, max_size=30), st.text(st.sampled_from(_TRICKY), max_size=12))
-_OPTIONAL = st.none() | _TEXT
+#: Instants to_char writes as Python does (years 1 to 9999, a day inside each edge).
 _WHEN = st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30),
                      timezones=st.just(dt.UTC))
-
 _ROW = st.fixed_dictionaries({
-    "occurred_at": _WHEN, "action": _TEXT, "actor_type": _TEXT, "actor_id": _OPTIONAL,
-    "actor_name": _OPTIONAL, "object_type": _OPTIONAL, "object_id": _OPTIONAL, "ip": _OPTIONAL,
-    "user_agent": _OPTIONAL, "purpose": _OPTIONAL, "reason": _OPTIONAL, "details": _TEXT,
+    **content_fields(nul=False, when=_WHEN),
     "seq": st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    "prev_hash": _TEXT,
+    "prev_hash": text_values(nul=False),
 })
 
 
