@@ -187,7 +187,9 @@ def text_values(*, nul: bool) -> st.SearchStrategy[str]:
     banned = "" if nul else "\x00"
     chars = st.characters(blacklist_categories=("Cs",), blacklist_characters=banned)
     tricky = st.sampled_from([c for c in TRICKY if c not in banned])
-    return st.one_of(st.text(chars, max_size=30), st.text(tricky, max_size=12))
+    # plain runs with a tricky character anywhere: escapes at every place in a word of 8 bytes
+    mixed = st.text(st.sampled_from("abc xyz0") | tricky, max_size=40)
+    return st.one_of(st.text(chars, max_size=30), st.text(tricky, max_size=12), mixed)
 
 
 def content_fields(*, nul: bool, when: st.SearchStrategy[dt.datetime]

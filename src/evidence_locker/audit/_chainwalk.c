@@ -3,9 +3,9 @@
  * once per event (build the hashed document, SHA-256 it, compare, check the link), without a
  * Python object per column.
  *
- * check_page(handle, sql, params) runs one page query of the walk (the 16 walk columns, in
- * seq, id order) on a read-only connection of its own and returns what PostgreSQL's SQL check
- * returns (chain._sql_checked): only the rows Python must look at - the page's first row,
+ * check_page(handle, sql, params, limit) runs one page query of the walk (the 16 walk columns,
+ * in seq, id order; at most `limit` rows, its LIMIT) on a read-only connection of its own, and
+ * returns what PostgreSQL's SQL check returns (chain._sql_checked): only the rows Python must look at - the page's first row,
  * every row whose hash or link this code cannot confirm, and the page's last row - each as
  * the 16 columns, then rn (1-based place in the page), ok (its own hash confirmed), and the
  * id, seq and hash of the row before it. Python re-checks every returned row with its own
@@ -56,127 +56,180 @@ static int buf_reserve(Buf *b, size_t more) {
     return 0;
 }
 
-static int buf_put(Buf *b, const char *s, size_t n) {
-    if (buf_reserve(b, n)) return -1;
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return 0;
-}
-
-#define PUT_LIT(b, s) buf_put((b), (s), sizeof(s) - 1)
-
 static const char HEX[] = "0123456789abcdef";
 
 /* Bytes JSON escapes (controls, '"', '\\'), filled in by PyInit. */
 static unsigned char ESCAPED[256];
 
-/* A JSON string as Python's json.dumps(ensure_ascii=False) writes it. */
-static int buf_json_string(Buf *b, const unsigned char *s, size_t n) {
-    if (buf_reserve(b, n * 6 + 2)) return -1;
-    char *o = b->p + b->n;
-    *o++ = '"';
-    size_t i = 0;
-    while (i < n) {
-        size_t run = i;
-        while (run < n && !ESCAPED[s[run]]) run++;
-        memcpy(o, s + i, run - i); /* the unescaped run, as it is */
-        o += run - i;
-        if (run == n) break;
-        unsigned char c = s[run];
-        i = run + 1;
-        *o++ = '\\';
-        switch (c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '\b': *o++ = 'b'; break;
-        case '\f': *o++ = 'f'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\r': *o++ = 'r'; break;
-        case '\t': *o++ = 't'; break;
-        default:
-            *o++ = 'u'; *o++ = '0'; *o++ = '0';
-            *o++ = HEX[c >> 4]; *o++ = HEX[c & 15];
-        }
-    }
-    *o++ = '"';
-    b->n = (size_t)(o - b->p);
-    return 0;
-}
-
-/* --- rows copied out of SQLite (its column pointers die at the next step) ------------------ */
+/* --- rows: a view of SQLite's current row, or a copy -------------------------------------- */
 
 typedef struct {
     int type; /* SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB, SQLITE_NULL */
     sqlite3_int64 i;
     double d;
-    size_t off, n; /* bytes of a TEXT or BLOB value in the row's arena */
+    const unsigned char *p; /* bytes of a TEXT or BLOB value */
+    size_t n;
 } Cell;
 
+/* A view's cells point into SQLite's row (valid until the next step); a copy's into `arena`. */
 typedef struct {
     Cell c[NCOL];
     Buf arena;
 } Row;
 
-static int row_load(Row *r, sqlite3_stmt *st) {
-    r->arena.n = 0;
+static const unsigned char EMPTY[1] = "";
+
+/* The current row's cells. Through sqlite3_column_value, one call a column rather than three:
+ * its value is "unprotected", which SQLite documents as not thread-safe to read with the
+ * sqlite3_value_* functions - and this connection is only ever used by one thread at a time
+ * (opened NOMUTEX, a handle per walking thread). The pointers live until the next step. */
+static int row_view(Row *r, sqlite3_stmt *st) {
     for (int k = 0; k < NCOL; k++) {
         Cell *cell = &r->c[k];
-        cell->type = sqlite3_column_type(st, k);
-        cell->off = cell->n = 0;
+        sqlite3_value *v = sqlite3_column_value(st, k);
+        cell->type = sqlite3_value_type(v);
+        cell->p = EMPTY;
+        cell->n = 0;
         if (cell->type == SQLITE_INTEGER) {
-            cell->i = sqlite3_column_int64(st, k);
+            cell->i = sqlite3_value_int64(v);
         } else if (cell->type == SQLITE_FLOAT) {
-            cell->d = sqlite3_column_double(st, k);
+            cell->d = sqlite3_value_double(v);
         } else if (cell->type == SQLITE_TEXT || cell->type == SQLITE_BLOB) {
-            const void *p = cell->type == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, k)
-                                                      : sqlite3_column_blob(st, k);
-            int n = sqlite3_column_bytes(st, k);
+            const void *p = cell->type == SQLITE_TEXT ? (const void *)sqlite3_value_text(v)
+                                                      : sqlite3_value_blob(v);
+            int n = sqlite3_value_bytes(v);
             if (n < 0 || (n > 0 && p == NULL)) return -1;
-            cell->off = r->arena.n;
+            if (n > 0) cell->p = p;
             cell->n = (size_t)n;
-            if (n > 0 && buf_put(&r->arena, p, (size_t)n)) return -1;
         }
     }
     return 0;
 }
 
-static const unsigned char *row_bytes(const Row *r, int k) {
-    return (const unsigned char *)r->arena.p + r->c[k].off;
+/* Copy the cells named by `keep` (a bit per column) of `src` into `dst`; the others are NULL. */
+static int row_copy(Row *dst, const Row *src, unsigned keep) {
+    size_t total = 0;
+    for (int k = 0; k < NCOL; k++) {
+        if (keep >> k & 1) total += src->c[k].n;
+    }
+    dst->arena.n = 0;
+    if (buf_reserve(&dst->arena, total ? total : 1)) return -1;
+    for (int k = 0; k < NCOL; k++) {
+        Cell *d = &dst->c[k];
+        if (!(keep >> k & 1)) {
+            memset(d, 0, sizeof *d);
+            d->type = SQLITE_NULL;
+            d->p = EMPTY;
+            continue;
+        }
+        *d = src->c[k];
+        if (d->n) {
+            d->p = (const unsigned char *)dst->arena.p + dst->arena.n;
+            memcpy(dst->arena.p + dst->arena.n, src->c[k].p, d->n);
+            dst->arena.n += d->n;
+        } else {
+            d->p = EMPTY;
+        }
+    }
+    return 0;
 }
 
-static int row_copy(Row *dst, const Row *src) {
-    memcpy(dst->c, src->c, sizeof dst->c);
-    dst->arena.n = 0;
-    return buf_put(&dst->arena, src->arena.p ? src->arena.p : "", src->arena.n);
-}
+#define ALL_CELLS ((1u << NCOL) - 1)
+/* What a link is checked with, and a diagnosis names: the row before's id, seq and hash. */
+#define KEY_CELLS (1u << C_ID | 1u << C_SEQ | 1u << C_HASH)
 
 /* Do two cells hold the same value, as `IS NOT DISTINCT FROM` says (types must match)? */
-static int cell_same(const Row *a, int ka, const Row *b, int kb) {
-    const Cell *x = &a->c[ka], *y = &b->c[kb];
+static int cell_same(const Cell *x, const Cell *y) {
     if (x->type != y->type) return 0;
     switch (x->type) {
     case SQLITE_NULL: return 1;
     case SQLITE_INTEGER: return x->i == y->i;
     case SQLITE_FLOAT: return x->d == y->d;
-    default:
-        return x->n == y->n &&
-               (x->n == 0 || memcmp(row_bytes(a, ka), row_bytes(b, kb), x->n) == 0);
+    default: return x->n == y->n && memcmp(x->p, y->p, x->n) == 0;
     }
 }
 
 /* --- the hashed document ------------------------------------------------------------------- */
 
-/* A text field as JSON (NULL is null); 0 = not sure (not text), -1 = out of memory. */
-static int doc_text(Buf *d, const Row *r, int k) {
-    const Cell *c = &r->c[k];
-    if (c->type == SQLITE_NULL) return PUT_LIT(d, "null") ? -1 : 1;
-    if (c->type != SQLITE_TEXT) return 0;
-    return buf_json_string(d, row_bytes(r, k), c->n) ? -1 : 1;
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Might any of these 8 bytes need escaping (below 0x20, '"' or '\\')? Never wrong when it says
+ * no (the classic "has a byte less than n" and "has a zero byte" tests, exact for whether any
+ * byte is one); the bytes are then looked at one by one. */
+static int word_escapes(uint64_t x) {
+    uint64_t quote = x ^ (ONES * '"'), backslash = x ^ (ONES * '\\');
+    return (((x - ONES * 0x20) & ~x) | ((quote - ONES) & ~quote) |
+            ((backslash - ONES) & ~backslash)) & HIGHS ? 1 : 0;
 }
 
-static int doc_int(Buf *d, const Row *r, int k) {
-    const Cell *c = &r->c[k];
-    if (c->type != SQLITE_INTEGER) return 0;
+/* One byte of a JSON string, escaped if it must be. */
+static char *json_byte(char *o, unsigned char c) {
+    if (!ESCAPED[c]) {
+        *o++ = (char)c;
+        return o;
+    }
+    *o++ = '\\';
+    switch (c) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    default:
+        *o++ = 'u'; *o++ = '0'; *o++ = '0';
+        *o++ = HEX[c >> 4]; *o++ = HEX[c & 15];
+    }
+    return o;
+}
+
+/* A JSON string as Python's json.dumps(ensure_ascii=False) writes it, at `o` (room for 6n + 2
+ * bytes); returns the end. Eight bytes at a time while none needs escaping. */
+static char *json_string(char *o, const unsigned char *s, size_t n) {
+    *o++ = '"';
+    size_t i = 0;
+    while (i + 8 <= n) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        if (word_escapes(x)) {
+            o = json_byte(o, s[i++]);
+            continue;
+        }
+        memcpy(o, &x, 8);
+        o += 8;
+        i += 8;
+    }
+    if (i < n && n >= 8) {
+        /* The tail, as the string's last 8 bytes: when none of them needs escaping, the ones
+         * before the tail among them were written as they are, so rewriting them is a no-op. */
+        uint64_t x;
+        memcpy(&x, s + n - 8, 8);
+        if (!word_escapes(x)) {
+            memcpy(o - (8 - (n - i)), &x, 8);
+            o += n - i;
+            i = n;
+        }
+    }
+    while (i < n) o = json_byte(o, s[i++]);
+    *o++ = '"';
+    return o;
+}
+
+/* Each writes one field's JSON at `o` and returns the end, or NULL when not sure (a value of
+ * another type or form). */
+static char *doc_text(char *o, const Cell *c) {
+    if (c->type == SQLITE_NULL) {
+        memcpy(o, "null", 4);
+        return o + 4;
+    }
+    if (c->type != SQLITE_TEXT) return NULL;
+    return json_string(o, c->p, c->n);
+}
+
+static char *doc_int(char *o, const Cell *c) {
+    if (c->type != SQLITE_INTEGER) return NULL;
     char s[24], *e = s + sizeof s, *p = e;
     /* through unsigned, so INT64_MIN has a magnitude */
     uint64_t v = c->i < 0 ? (uint64_t)0 - (uint64_t)c->i : (uint64_t)c->i;
@@ -185,65 +238,81 @@ static int doc_int(Buf *d, const Row *r, int k) {
         v /= 10;
     } while (v);
     if (c->i < 0) *--p = '-';
-    return buf_put(d, p, (size_t)(e - p)) ? -1 : 1;
+    memcpy(o, p, (size_t)(e - p));
+    return o + (e - p);
 }
 
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
 /* occurred_at as SQLAlchemy stores it in SQLite, "YYYY-MM-DD HH:MM:SS.ffffff" (UTC), written as
  * "YYYY-MM-DDTHH:MM:SS.ffffff+00:00". Any other form: not sure. */
-static int doc_instant(Buf *d, const Row *r, int k) {
+static char *doc_instant(char *o, const Cell *c) {
     static const char shape[] = "dddd-dd-dd dd:dd:dd.dddddd";
-    const Cell *c = &r->c[k];
-    if (c->type != SQLITE_TEXT || c->n != sizeof shape - 1) return 0;
-    const unsigned char *s = row_bytes(r, k);
+    if (c->type != SQLITE_TEXT || c->n != sizeof shape - 1) return NULL;
+    const unsigned char *s = c->p;
     for (size_t i = 0; i < c->n; i++) {
-        if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != (unsigned char)shape[i]) return 0;
+        if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != (unsigned char)shape[i]) return NULL;
     }
-    if (PUT_LIT(d, "\"") || buf_put(d, (const char *)s, 10) || PUT_LIT(d, "T") ||
-        buf_put(d, (const char *)s + 11, 15) || PUT_LIT(d, "+00:00\""))
-        return -1;
-    return 1;
+    *o++ = '"';
+    memcpy(o, s, 10);
+    o[10] = 'T';
+    memcpy(o + 11, s + 11, 15);
+    memcpy(o + 26, "+00:00\"", 7);
+    return o + 33;
 }
 
-typedef int (*Field)(Buf *, const Row *, int);
-
-/* `chain._DOC`'s keys in sorted order, each with the column it comes from. */
+/* `chain._DOC`'s keys in sorted order, each with the column it comes from and how it is
+ * written. A key is stored in 16 bytes and copied whole (the document has the room), then the
+ * end moves on by its length. */
+enum { TEXT, INT, INSTANT };
 #define KEY(s) s, sizeof(s) - 1
 static const struct {
-    const char *key;
+    char key[16];
     size_t len;
     int col;
-    Field write;
+    int kind;
 } DOC[] = {
-    {KEY("{\"action\":"), 2, doc_text},       {KEY(",\"actor_id\":"), 4, doc_text},
-    {KEY(",\"actor_name\":"), 5, doc_text},   {KEY(",\"actor_type\":"), 3, doc_text},
-    {KEY(",\"details\":"), 12, doc_text},     {KEY(",\"id\":"), 0, doc_int},
-    {KEY(",\"ip\":"), 8, doc_text},           {KEY(",\"object_id\":"), 7, doc_text},
-    {KEY(",\"object_type\":"), 6, doc_text},  {KEY(",\"occurred_at\":"), 1, doc_instant},
-    {KEY(",\"prev_hash\":"), 14, doc_text},   {KEY(",\"purpose\":"), 10, doc_text},
-    {KEY(",\"reason\":"), 11, doc_text},      {KEY(",\"seq\":"), 13, doc_int},
-    {KEY(",\"user_agent\":"), 9, doc_text},
+    {KEY("{\"action\":"), 2, TEXT},       {KEY(",\"actor_id\":"), 4, TEXT},
+    {KEY(",\"actor_name\":"), 5, TEXT},   {KEY(",\"actor_type\":"), 3, TEXT},
+    {KEY(",\"details\":"), 12, TEXT},     {KEY(",\"id\":"), 0, INT},
+    {KEY(",\"ip\":"), 8, TEXT},           {KEY(",\"object_id\":"), 7, TEXT},
+    {KEY(",\"object_type\":"), 6, TEXT},  {KEY(",\"occurred_at\":"), 1, INSTANT},
+    {KEY(",\"prev_hash\":"), 14, TEXT},   {KEY(",\"purpose\":"), 10, TEXT},
+    {KEY(",\"reason\":"), 11, TEXT},      {KEY(",\"seq\":"), 13, INT},
+    {KEY(",\"user_agent\":"), 9, TEXT},
 };
+#define NDOC (sizeof DOC / sizeof DOC[0])
+static const char DOC_END[] = ",\"v\":1}";
 
 /* 1 when the row's stored hash is the SHA-256 of its document, 0 when not (or not sure), -1 on
  * an error. */
 static int hash_ok(const Row *r, Buf *doc, EVP_MD_CTX *ctx, const EVP_MD *md) {
     if (r->c[C_HASH].type != SQLITE_TEXT || r->c[C_HASH].n != 64) return 0;
     if (r->c[C_PREV_HASH].type != SQLITE_TEXT) return 0;
+    /* room for the longest document these cells can make: keys, a text escaped to at most 6
+     * bytes a byte and quoted, a number or instant in 40 */
+    size_t room = sizeof DOC_END;
+    for (size_t f = 0; f < NDOC; f++) room += 16 + 6 * r->c[DOC[f].col].n + 40;
     doc->n = 0;
-    for (size_t f = 0; f < sizeof DOC / sizeof DOC[0]; f++) {
-        if (buf_put(doc, DOC[f].key, DOC[f].len)) return -1;
-        int w = DOC[f].write(doc, r, DOC[f].col);
-        if (w <= 0) return w;
+    if (buf_reserve(doc, room)) return -1;
+    char *o = doc->p;
+    for (size_t f = 0; f < NDOC; f++) {
+        memcpy(o, DOC[f].key, 16);
+        o += DOC[f].len;
+        const Cell *c = &r->c[DOC[f].col];
+        o = DOC[f].kind == TEXT ? doc_text(o, c) : DOC[f].kind == INT ? doc_int(o, c)
+                                                                      : doc_instant(o, c);
+        if (o == NULL) return 0;
     }
-    if (PUT_LIT(doc, ",\"v\":1}")) return -1;
+    memcpy(o, DOC_END, sizeof DOC_END - 1);
+    o += sizeof DOC_END - 1;
+    doc->n = (size_t)(o - doc->p);
     unsigned char md_value[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, doc->p, doc->n) ||
         !EVP_DigestFinal_ex(ctx, md_value, &md_len) || md_len != 32)
         return -1;
-    const unsigned char *want = row_bytes(r, C_HASH);
+    const unsigned char *want = r->c[C_HASH].p;
     for (unsigned int i = 0; i < 32; i++) {
         if (want[2 * i] != (unsigned char)HEX[md_value[i] >> 4] ||
             want[2 * i + 1] != (unsigned char)HEX[md_value[i] & 15])
@@ -256,7 +325,7 @@ static int hash_ok(const Row *r, Buf *doc, EVP_MD_CTX *ctx, const EVP_MD *md) {
 
 typedef struct {
     Row row;
-    Row prev; /* id, seq, hash of the row before (valid when rn > 1) */
+    Row prev; /* id, seq, hash of the row before (all NULL when rn = 1) */
     sqlite3_int64 rn;
     int ok;
 } Flagged;
@@ -289,12 +358,63 @@ static int flags_push(FlagList *f, const Row *row, const Row *prev, sqlite3_int6
     f->n++;
     it->rn = rn;
     it->ok = ok;
-    if (row_copy(&it->row, row)) return -1;
-    if (prev != NULL && row_copy(&it->prev, prev)) return -1;
-    if (prev == NULL) {
-        for (int k = 0; k < NCOL; k++) it->prev.c[k].type = SQLITE_NULL;
+    if (row_copy(&it->row, row, ALL_CELLS)) return -1;
+    return row_copy(&it->prev, prev, prev == row ? 0 : KEY_CELLS);
+}
+
+/* What one run of a page query found. */
+enum { PAGE_DONE, PAGE_SQLITE_ERROR, PAGE_NO_MEMORY, PAGE_LAST_UNSEEN };
+
+typedef struct {
+    Row cur;         /* a view of the row being checked */
+    Row before;      /* the key cells of the row before it */
+    Row last;        /* keep_last: a copy of the latest row */
+    Row last_before; /* ... and the key cells of the row before that */
+    Buf doc;
+} Work;
+
+static void work_free(Work *w) {
+    free(w->before.arena.p);
+    free(w->last.arena.p);
+    free(w->last_before.arena.p);
+    free(w->doc.p);
+}
+
+/* Step through at most `limit` rows, pushing those Python must look at. A row is only a view
+ * while it is current, so the page's last row is pushed when it is known to be the last: at
+ * row `limit`, or - when the page ends before that - from the copy `keep_last` makes of every
+ * row. Without `keep_last`, a page that ends early with its last row unpushed says
+ * PAGE_LAST_UNSEEN: run it again with `keep_last` (only a range's final page costs this). */
+static int run_page(sqlite3_stmt *st, sqlite3_int64 limit, int keep_last, Work *w,
+                    FlagList *flags, EVP_MD_CTX *ctx, const EVP_MD *md) {
+    sqlite3_int64 rn = 0;
+    int pushed = 0; /* whether the latest row was pushed */
+    while (rn < limit) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) return PAGE_SQLITE_ERROR;
+        if (row_view(&w->cur, st)) return PAGE_NO_MEMORY;
+        rn++;
+        int ok = hash_ok(&w->cur, &w->doc, ctx, md);
+        if (ok < 0) return PAGE_NO_MEMORY;
+        const Cell *seq = &w->cur.c[C_SEQ], *before_seq = &w->before.c[C_SEQ];
+        int linked = rn > 1 && seq->type == SQLITE_INTEGER &&
+                     before_seq->type == SQLITE_INTEGER && before_seq->i < INT64_MAX &&
+                     seq->i == before_seq->i + 1 &&
+                     cell_same(&w->cur.c[C_PREV_HASH], &w->before.c[C_HASH]);
+        const Row *prev = rn > 1 ? &w->before : &w->cur; /* (itself: no row before it) */
+        pushed = rn == 1 || !ok || !linked || rn == limit;
+        if (pushed && flags_push(flags, &w->cur, prev, rn, ok)) return PAGE_NO_MEMORY;
+        if (keep_last && (row_copy(&w->last, &w->cur, ALL_CELLS) ||
+                          row_copy(&w->last_before, prev, prev == &w->cur ? 0 : KEY_CELLS)))
+            return PAGE_NO_MEMORY;
+        if (row_copy(&w->before, &w->cur, KEY_CELLS)) return PAGE_NO_MEMORY;
     }
-    return 0;
+    if (pushed || rn == 0) return PAGE_DONE;
+    if (!keep_last) return PAGE_LAST_UNSEEN;
+    /* the page's last row, confirmed (or it would have been pushed), so ok = 1 */
+    if (flags_push(flags, &w->last, &w->last_before, rn, 1)) return PAGE_NO_MEMORY;
+    return PAGE_DONE;
 }
 
 typedef struct {
@@ -318,8 +438,8 @@ static PyObject *cell_object(const Row *r, int k) {
     case SQLITE_INTEGER: return PyLong_FromLongLong(c->i);
     case SQLITE_FLOAT: return PyFloat_FromDouble(c->d);
     case SQLITE_TEXT:
-        return PyUnicode_DecodeUTF8((const char *)row_bytes(r, k), (Py_ssize_t)c->n, NULL);
-    case SQLITE_BLOB: return PyBytes_FromStringAndSize((const char *)row_bytes(r, k), (Py_ssize_t)c->n);
+        return PyUnicode_DecodeUTF8((const char *)c->p, (Py_ssize_t)c->n, NULL);
+    case SQLITE_BLOB: return PyBytes_FromStringAndSize((const char *)c->p, (Py_ssize_t)c->n);
     default: Py_RETURN_NONE;
     }
 }
@@ -401,7 +521,13 @@ static PyObject *py_check_page(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *capsule, *params;
     const char *sql;
-    if (!PyArg_ParseTuple(args, "OsO!", &capsule, &sql, &PyTuple_Type, &params)) return NULL;
+    long long limit;
+    if (!PyArg_ParseTuple(args, "OsO!L", &capsule, &sql, &PyTuple_Type, &params, &limit))
+        return NULL;
+    if (limit < 1) {
+        PyErr_SetString(PyExc_ValueError, "limit must be at least 1");
+        return NULL;
+    }
     Handle *h = PyCapsule_GetPointer(capsule, "chainwalk.handle");
     if (!h) return NULL;
     if (!h->db) {
@@ -420,69 +546,42 @@ static PyObject *py_check_page(PyObject *self, PyObject *args) {
     }
 
     sqlite3_stmt *st = NULL;
-    Row cur = {0}, prev = {0};
-    Buf doc = {0};
+    Work work = {0};
     FlagList flags = {0};
-    sqlite3_int64 rn = 0;
-    int last_flagged = 0, failed = 0; /* failed: 1 SQLite error, 2 out of memory */
+    int status = PAGE_DONE;
     const char *what = "";
 
     Py_BEGIN_ALLOW_THREADS
     if (sqlite3_prepare_v2(h->db, sql, -1, &st, NULL) != SQLITE_OK ||
         sqlite3_column_count(st) != NCOL) {
-        failed = 1;
+        status = PAGE_SQLITE_ERROR;
         what = "cannot prepare the page query";
     }
-    for (Py_ssize_t i = 0; !failed && i < nparams; i++) {
+    for (Py_ssize_t i = 0; status == PAGE_DONE && i < nparams; i++) {
         if (sqlite3_bind_int64(st, (int)i + 1, values[i]) != SQLITE_OK) {
-            failed = 1;
+            status = PAGE_SQLITE_ERROR;
             what = "cannot bind the page query";
         }
     }
-    while (!failed) {
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) break;
-        if (rc != SQLITE_ROW) {
-            failed = 1;
-            what = "page query failed";
-            break;
+    if (status == PAGE_DONE) {
+        status = run_page(st, limit, 0, &work, &flags, h->ctx, h->md);
+        if (status == PAGE_LAST_UNSEEN) {
+            /* again, keeping a copy of each row (the rows may differ now: the new run is the
+             * page's answer) */
+            flags_free(&flags);
+            status = sqlite3_reset(st) == SQLITE_OK
+                         ? run_page(st, limit, 1, &work, &flags, h->ctx, h->md)
+                         : PAGE_SQLITE_ERROR;
         }
-        if (row_load(&cur, st)) {
-            failed = 2;
-            break;
-        }
-        rn++;
-        int ok = hash_ok(&cur, &doc, h->ctx, h->md);
-        if (ok < 0) {
-            failed = 2;
-            break;
-        }
-        int linked = rn > 1 && cur.c[C_SEQ].type == SQLITE_INTEGER &&
-                     prev.c[C_SEQ].type == SQLITE_INTEGER &&
-                     prev.c[C_SEQ].i < INT64_MAX && cur.c[C_SEQ].i == prev.c[C_SEQ].i + 1 &&
-                     cell_same(&cur, C_PREV_HASH, &prev, C_HASH);
-        last_flagged = rn == 1 || !ok || !linked;
-        if (last_flagged && flags_push(&flags, &cur, rn > 1 ? &prev : NULL, rn, ok)) {
-            failed = 2;
-            break;
-        }
-        Row t = prev; /* after the swap `prev` is this row and `cur` the one before it */
-        prev = cur;
-        cur = t;
-    }
-    if (!failed && rn > 1 && !last_flagged) {
-        /* the page's last row (confirmed, so ok = 1): `prev` holds it, `cur` the row before */
-        if (flags_push(&flags, &prev, &cur, rn, 1)) failed = 2;
+        what = "page query failed";
     }
     if (st) sqlite3_finalize(st);
     Py_END_ALLOW_THREADS
 
-    free(cur.arena.p);
-    free(prev.arena.p);
-    free(doc.p);
-    if (failed) {
+    work_free(&work);
+    if (status != PAGE_DONE) {
         flags_free(&flags);
-        if (failed == 2) return PyErr_NoMemory();
+        if (status == PAGE_NO_MEMORY) return PyErr_NoMemory();
         return walk_error(h->db, what);
     }
     PyObject *out = PyList_New((Py_ssize_t)flags.n);
@@ -508,7 +607,8 @@ static PyMethodDef methods[] = {
      "connect(path, timeout_ms=30000) -> handle: a read-only connection of the walk's own."},
     {"close", py_close, METH_O, "close(handle): close the connection now."},
     {"check_page", py_check_page, METH_VARARGS,
-     "check_page(handle, sql, params) -> rows Python must look at (see the module source)."},
+     "check_page(handle, sql, params, limit) -> rows Python must look at, of the page's first "
+     "`limit` rows (see the module source)."},
     {NULL, NULL, 0, NULL},
 };
 

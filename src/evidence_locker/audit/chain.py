@@ -725,8 +725,8 @@ def _compiled_fetch(path: str) -> tuple[_Fetch, Callable[[], None]]:
 
     def fetch(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         assert _chainwalk is not None
-        try:
-            return _chainwalk.check_page(handle, sql, params)
+        try:  # a page query's last parameter is its LIMIT (`_walk_sql`)
+            return _chainwalk.check_page(handle, sql, params, params[-1])
         except _chainwalk.WalkError as exc:
             raise DBAPIError.instance(sql, params, sqlite3.OperationalError(str(exc)),
                                       sqlite3.Error) from exc
