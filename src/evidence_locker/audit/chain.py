@@ -886,13 +886,15 @@ def _ranges(session: Session, start: Checkpoint | None, workers: int | None) -> 
         raise ValueError("workers must be at least 1")
     if wanted == 1:
         return [_Range(None if start is None else start.seq, None)]
-    low = session.execute(
-        select(func.min(_C.seq), func.max(_C.seq)).where(
-            _C.seq.is_not(None), *(() if start is None else (_C.seq > start.seq,))
-        )
+    # Two scalar subqueries, not min() and max() in one SELECT: SQLite answers a lone min or
+    # max from the end of the seq index, but scans the whole index for both together (0.12 s
+    # a million rows).
+    linked = (_C.seq.is_not(None), *(() if start is None else (_C.seq > start.seq,)))
+    lo, hi = session.execute(
+        select(select(func.min(_C.seq)).where(*linked).scalar_subquery(),
+               select(func.max(_C.seq)).where(*linked).scalar_subquery())
     ).one()
     _end_transaction(session)
-    lo, hi = low
     parts = 1 if lo is None else min(wanted, hi - lo + 1)
     if workers is None and lo is not None:
         parts = min(parts, (hi - lo + 1) // MIN_RANGE_ROWS)
