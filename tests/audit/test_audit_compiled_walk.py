@@ -7,6 +7,7 @@ the compiled and the Python digest (audit_helpers.AuditDb.verify)."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import Engine, Table, create_engine, delete, insert, text
 from evidence_locker.audit import chain
 from evidence_locker.audit.chain import event_digest
 from evidence_locker.audit.models import AuditEvent
+from evidence_locker.audit.service import canonical_json
 
 pytestmark = pytest.mark.embedded_only
 
@@ -179,6 +181,46 @@ def test_values_it_cannot_judge_go_to_python(probe: tuple[Engine, str], column: 
                      {"v": value})
     flagged = {r[0]: r[17] for r in _check(path)}
     assert flagged.get(2) is False
+
+
+_STORED_INSTANT = "2025-03-01 09:30:00.000000"  # _PLAIN's occurred_at as SQLAlchemy stores it
+
+
+def _out_of_form() -> list[tuple[int, str]]:
+    """Each place of the stored instant spoilt by the nearest wrong bytes: a digit's place by
+    the bytes either side of 0-9, a separator's by a digit."""
+    spoilt = []
+    for place, char in enumerate(_STORED_INSTANT):
+        for wrong in ("/", ":") if char.isdigit() else ("5",):
+            spoilt.append((place, _STORED_INSTANT[:place] + wrong + _STORED_INSTANT[place + 1:]))
+    return spoilt
+
+
+@needs_compiled
+@pytest.mark.parametrize(("place", "stored"), _out_of_form())
+def test_an_instant_out_of_form_is_never_confirmed(probe: tuple[Engine, str], place: int,
+                                                   stored: str) -> None:
+    """An occurred_at not in SQLAlchemy's form is Python's to judge, even when the stored hash
+    is that of the document the compiled code would write if it took the text as it stands."""
+    engine, path = probe
+    rows = _chain([_PLAIN] * 3, 1, chain.GENESIS_HASH)
+    row = rows[1]
+
+    def face_hash(at: str) -> str:
+        face = f"{at[:10]}T{at[11:]}+00:00"
+        document = {k: v for k, v in row.items() if k != "hash"} | {"occurred_at": face, "v": 1}
+        return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+
+    assert face_hash(_STORED_INSTANT) == row["hash"]  # the document, as the check writes it
+    hashed = face_hash(stored)
+    _load(engine, rows)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET occurred_at = :at, hash = :h WHERE id = 2"),
+                     {"at": stored, "h": hashed})
+        assert conn.execute(text("SELECT occurred_at FROM audit_events WHERE id = 2")
+                            ).scalar_one() == stored
+    flagged = {r[0]: r[17] for r in _check(path)}
+    assert flagged.get(2) is False, f"place {place}"
 
 
 @needs_compiled

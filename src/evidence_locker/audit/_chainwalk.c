@@ -58,6 +58,9 @@ static int buf_reserve(Buf *b, size_t more) {
 
 static const char HEX[] = "0123456789abcdef";
 
+/* Each byte's two lowercase hex digits, filled in by PyInit. */
+static char HEX_PAIR[256][2];
+
 /* Bytes JSON escapes (controls, '"', '\\'), filled in by PyInit. */
 static unsigned char ESCAPED[256];
 
@@ -74,6 +77,7 @@ typedef struct {
 /* A view's cells point into SQLite's row (valid until the next step); a copy's into `arena`. */
 typedef struct {
     Cell c[NCOL];
+    size_t bytes; /* the values' lengths added up (what the document's room is reckoned from) */
     Buf arena;
 } Row;
 
@@ -84,6 +88,7 @@ static const unsigned char EMPTY[1] = "";
  * sqlite3_value_* functions - and this connection is only ever used by one thread at a time
  * (opened NOMUTEX, a handle per walking thread). The pointers live until the next step. */
 static int row_view(Row *r, sqlite3_stmt *st) {
+    r->bytes = 0;
     for (int k = 0; k < NCOL; k++) {
         Cell *cell = &r->c[k];
         sqlite3_value *v = sqlite3_column_value(st, k);
@@ -101,6 +106,7 @@ static int row_view(Row *r, sqlite3_stmt *st) {
             if (n < 0 || (n > 0 && p == NULL)) return -1;
             if (n > 0) cell->p = p;
             cell->n = (size_t)n;
+            r->bytes += (size_t)n;
         }
     }
     return 0;
@@ -113,13 +119,16 @@ static int row_copy(Row *dst, const Row *src, unsigned keep) {
         if (keep >> k & 1) total += src->c[k].n;
     }
     dst->arena.n = 0;
+    dst->bytes = total;
     if (buf_reserve(&dst->arena, total ? total : 1)) return -1;
     for (int k = 0; k < NCOL; k++) {
         Cell *d = &dst->c[k];
         if (!(keep >> k & 1)) {
-            memset(d, 0, sizeof *d);
-            d->type = SQLITE_NULL;
-            d->p = EMPTY;
+            if (d->type != SQLITE_NULL || d->p != EMPTY) { /* (already NULL: the usual case) */
+                memset(d, 0, sizeof *d);
+                d->type = SQLITE_NULL;
+                d->p = EMPTY;
+            }
             continue;
         }
         *d = src->c[k];
@@ -185,11 +194,53 @@ static char *json_byte(char *o, unsigned char c) {
     return o;
 }
 
+/* A bit for each of the 16 bytes at `s` that needs escaping (bit k: byte k). SSE2 on x86-64
+ * (where it is always there), a loop elsewhere; either way exact. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static unsigned block_escapes(const unsigned char *s) {
+    __m128i v = _mm_loadu_si128((const __m128i *)s);
+    /* unsigned v <= 0x1f, as min(v, 0x1f) == v */
+    __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+    __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)));
+}
+#else
+static unsigned block_escapes(const unsigned char *s) {
+    unsigned m = 0;
+    for (unsigned k = 0; k < 16; k++) m |= (unsigned)ESCAPED[s[k]] << k;
+    return m;
+}
+#endif
+
 /* A JSON string as Python's json.dumps(ensure_ascii=False) writes it, at `o` (room for 6n + 2
- * bytes); returns the end. Eight bytes at a time while none needs escaping. */
+ * bytes); returns the end. Sixteen bytes at a time (each block is copied whole, then the end
+ * moves on to just before its first byte that needs escaping), then eight (strings of 8 to 15
+ * bytes, and what follows an escape near the end), then one. A byte that needs no escaping is
+ * written as itself whichever way, so a string's last 16 (or 8) bytes may be written again
+ * over what is there when none of them needs escaping. */
 static char *json_string(char *o, const unsigned char *s, size_t n) {
     *o++ = '"';
     size_t i = 0;
+    while (i + 16 <= n) {
+        unsigned m = block_escapes(s + i);
+        memcpy(o, s + i, 16); /* the room: 6 bytes for each of these 16 */
+        if (!m) {
+            o += 16;
+            i += 16;
+            continue;
+        }
+        unsigned k = (unsigned)__builtin_ctz(m);
+        o += k;
+        i += k;
+        o = json_byte(o, s[i++]);
+    }
+    if (i < n && n >= 16 && !block_escapes(s + n - 16)) {
+        memcpy(o - (16 - (n - i)), s + n - 16, 16);
+        o += n - i;
+        i = n;
+    }
     while (i + 8 <= n) {
         uint64_t x;
         memcpy(&x, s + i, 8);
@@ -202,8 +253,6 @@ static char *json_string(char *o, const unsigned char *s, size_t n) {
         i += 8;
     }
     if (i < n && n >= 8) {
-        /* The tail, as the string's last 8 bytes: when none of them needs escaping, the ones
-         * before the tail among them were written as they are, so rewriting them is a no-op. */
         uint64_t x;
         memcpy(&x, s + n - 8, 8);
         if (!word_escapes(x)) {
@@ -228,31 +277,44 @@ static char *doc_text(char *o, const Cell *c) {
     return json_string(o, c->p, c->n);
 }
 
+/* "00" to "99". */
+static const char DIGIT_PAIRS[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static char *doc_int(char *o, const Cell *c) {
     if (c->type != SQLITE_INTEGER) return NULL;
     char s[24], *e = s + sizeof s, *p = e;
     /* through unsigned, so INT64_MIN has a magnitude */
     uint64_t v = c->i < 0 ? (uint64_t)0 - (uint64_t)c->i : (uint64_t)c->i;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    while (v >= 100) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
     if (c->i < 0) *--p = '-';
     memcpy(o, p, (size_t)(e - p));
     return o + (e - p);
 }
 
-static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-
 /* occurred_at as SQLAlchemy stores it in SQLite, "YYYY-MM-DD HH:MM:SS.ffffff" (UTC), written as
  * "YYYY-MM-DDTHH:MM:SS.ffffff+00:00". Any other form: not sure. */
 static char *doc_instant(char *o, const Cell *c) {
-    static const char shape[] = "dddd-dd-dd dd:dd:dd.dddddd";
-    if (c->type != SQLITE_TEXT || c->n != sizeof shape - 1) return NULL;
+    static const unsigned char digits[20] = {0,  1,  2,  3,  5,  6,  8,  9,  11, 12,
+                                             14, 15, 17, 18, 20, 21, 22, 23, 24, 25};
+    if (c->type != SQLITE_TEXT || c->n != 26) return NULL;
     const unsigned char *s = c->p;
-    for (size_t i = 0; i < c->n; i++) {
-        if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != (unsigned char)shape[i]) return NULL;
-    }
+    unsigned bad = (s[4] ^ '-') | (s[7] ^ '-') | (s[10] ^ ' ') | (s[13] ^ ':') | (s[16] ^ ':') |
+                   (s[19] ^ '.');
+    for (size_t k = 0; k < sizeof digits; k++) bad |= (unsigned)(s[digits[k]] - '0') > 9;
+    if (bad) return NULL;
     *o++ = '"';
     memcpy(o, s, 10);
     o[10] = 'T';
@@ -290,9 +352,9 @@ static int hash_ok(const Row *r, Buf *doc, EVP_MD_CTX *ctx, const EVP_MD *md) {
     if (r->c[C_HASH].type != SQLITE_TEXT || r->c[C_HASH].n != 64) return 0;
     if (r->c[C_PREV_HASH].type != SQLITE_TEXT) return 0;
     /* room for the longest document these cells can make: keys, a text escaped to at most 6
-     * bytes a byte and quoted, a number or instant in 40 */
-    size_t room = sizeof DOC_END;
-    for (size_t f = 0; f < NDOC; f++) room += 16 + 6 * r->c[DOC[f].col].n + 40;
+     * bytes a byte and quoted, a number or instant in 40 (`bytes` counts every cell, hashed or
+     * not: more than enough) */
+    size_t room = sizeof DOC_END + NDOC * (16 + 40) + 6 * r->bytes;
     doc->n = 0;
     if (buf_reserve(doc, room)) return -1;
     char *o = doc->p;
@@ -312,13 +374,9 @@ static int hash_ok(const Row *r, Buf *doc, EVP_MD_CTX *ctx, const EVP_MD *md) {
     if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, doc->p, doc->n) ||
         !EVP_DigestFinal_ex(ctx, md_value, &md_len) || md_len != 32)
         return -1;
-    const unsigned char *want = r->c[C_HASH].p;
-    for (unsigned int i = 0; i < 32; i++) {
-        if (want[2 * i] != (unsigned char)HEX[md_value[i] >> 4] ||
-            want[2 * i + 1] != (unsigned char)HEX[md_value[i] & 15])
-            return 0;
-    }
-    return 1;
+    char hex[64];
+    for (unsigned int i = 0; i < 32; i++) memcpy(hex + 2 * i, HEX_PAIR[md_value[i]], 2);
+    return memcmp(hex, r->c[C_HASH].p, 64) == 0;
 }
 
 /* --- one page ------------------------------------------------------------------------------ */
@@ -622,6 +680,10 @@ PyMODINIT_FUNC PyInit__chainwalk(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     for (int c = 0; c < 0x20; c++) ESCAPED[c] = 1;
+    for (int c = 0; c < 256; c++) {
+        HEX_PAIR[c][0] = HEX[c >> 4];
+        HEX_PAIR[c][1] = HEX[c & 15];
+    }
     ESCAPED['"'] = ESCAPED['\\'] = 1;
     WalkError = PyErr_NewException("evidence_locker.audit._chainwalk.WalkError", NULL, NULL);
     if (!WalkError || PyModule_AddObject(m, "WalkError", WalkError) < 0) {
