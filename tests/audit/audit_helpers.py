@@ -64,15 +64,19 @@ class AuditDb:
     def verify(self, batch: int = 5000, every_way: bool = True) -> ChainReport:
         """The chain's report, the same from every way of walking it: one range or three
         walked at once, hashed by Python and by the default (in SQL on PostgreSQL, compiled on
-        SQLite). Every tampering test thus checks each path, and that they agree.
+        SQLite), and the compiled check in id order first or in seq order only. Every tampering
+        test thus checks each path, and that they agree.
         `every_way=False` for a chain that grows while it is read (a running sequencer)."""
         with self.factory() as session:
             report = verify_chain(session, batch=batch)
             if not every_way:
                 return report
             ways: list[dict[str, Any]] = [{"workers": 1}, {"workers": 3}]
-            if usable_digest(session) != "python":
+            usable = usable_digest(session)
+            if usable != "python":
                 ways += [{"digest": "python"}, {"digest": "python", "workers": 3}]
+            if usable == "compiled":
+                ways += [{"order": "seq"}, {"order": "seq", "workers": 3}]
             for way in ways:
                 other = verify_chain(session, batch=batch, **way)
                 assert other == report, (way, other, report)

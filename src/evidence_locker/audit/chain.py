@@ -498,6 +498,31 @@ class _Range:
     upto: int | None
 
 
+@dataclass(frozen=True)
+class _IdRange:
+    """One part of a walk in id order (`_id_order_walks`): linked rows with `after < id <= upto`
+    (None: no bound that side) and, after a start checkpoint, seq above `above`."""
+
+    after: int | None
+    upto: int | None
+    above: int | None
+
+
+def _id_walk_sql(rng: _IdRange, *, after: bool) -> str:
+    """A page of an id-order walk on SQLite: the table's own B-tree in rowid order (NOT INDEXED:
+    never through the seq index, which would mean a seek per row or a sort)."""
+    where = "seq IS NOT NULL"
+    if after:
+        where += " AND id > ?"
+    if rng.upto is not None:
+        where += " AND id <= ?"
+    if rng.above is not None:
+        where += " AND seq > ?"
+    # Constant column names and placeholders only: nothing from outside reaches the text.
+    return (f"SELECT {_WALK_COLUMNS} FROM audit_events NOT INDEXED WHERE {where} "  # noqa: S608
+            "ORDER BY id LIMIT ?")
+
+
 def _walk_sql(placeholder: str, mode: str, *, upto: bool = False, in_sql: bool = False) -> str:
     """Keyset paging over (seq, id) as raw SQL for the DBAPI cursor.
 
@@ -754,9 +779,13 @@ class _RangeWalk:
     bad_prev: _Prev | None = None
 
 
-def _page_query(placeholder: str, key: tuple[int, int] | None, rng: _Range, batch: int,
-                digest: Digest) -> tuple[str, tuple[Any, ...]]:
+def _page_query(placeholder: str, key: tuple[int, int] | None, rng: _Range | _IdRange,
+                batch: int, digest: Digest) -> tuple[str, tuple[Any, ...]]:
     params: tuple[Any, ...]
+    if isinstance(rng, _IdRange):
+        after = rng.after if key is None else key[1]
+        params = tuple(v for v in (after, rng.upto, rng.above) if v is not None)
+        return _id_walk_sql(rng, after=after is not None), (*params, batch)
     if key is not None:
         seq, id_ = key
         mode, params = "after", (seq, seq, seq, id_)
@@ -770,7 +799,7 @@ def _page_query(placeholder: str, key: tuple[int, int] | None, rng: _Range, batc
     return sql, (*params, batch)
 
 
-def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range, batch: int,
+def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range | _IdRange, batch: int,
                 digest: Digest) -> _RangeWalk:
     """Walk one range in keyset pages of `batch` rows until its first failing row.
 
@@ -839,7 +868,8 @@ def _walk_range(fetch: _Fetch, placeholder: str, rng: _Range, batch: int,
     return _RangeWalk(first, last, checked)
 
 
-def _walk_range_at(url: str, rng: _Range, batch: int, digest: Digest) -> _RangeWalk:
+def _walk_range_at(url: str, rng: _Range | _IdRange, batch: int,
+                   digest: Digest) -> _RangeWalk:
     """One range on a connection of its own (a worker process or thread of a split walk).
 
     A plain engine, not `db.make_engine`'s: a reader must not take SQLite's write lock (BEGIN
@@ -879,32 +909,46 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _ranges(session: Session, start: Checkpoint | None, workers: int | None) -> list[_Range]:
-    """Split the linked seqs into parts of about equal size (one part: no split)."""
+def _split(session: Session, column: Any, where: tuple[Any, ...], first: int | None,
+           workers: int | None) -> list[tuple[int | None, int | None]]:
+    """`(after, upto]` bounds cutting the values of `column` (seq or id) into parts of about
+    equal span, one per worker (None: one per CPU, each of at least MIN_RANGE_ROWS); the first
+    part starts after `first`, the last has no upper bound."""
     wanted = available_cpus() if workers is None else workers
     if wanted < 1:
         raise ValueError("workers must be at least 1")
     if wanted == 1:
-        return [_Range(None if start is None else start.seq, None)]
+        return [(first, None)]
     # Two scalar subqueries, not min() and max() in one SELECT: SQLite answers a lone min or
-    # max from the end of the seq index, but scans the whole index for both together (0.12 s
-    # a million rows).
-    linked = (_C.seq.is_not(None), *(() if start is None else (_C.seq > start.seq,)))
+    # max from the end of an index, but scans the whole index for both together (0.12 s a
+    # million rows).
     lo, hi = session.execute(
-        select(select(func.min(_C.seq)).where(*linked).scalar_subquery(),
-               select(func.max(_C.seq)).where(*linked).scalar_subquery())
+        select(select(func.min(column)).where(*where).scalar_subquery(),
+               select(func.max(column)).where(*where).scalar_subquery())
     ).one()
     _end_transaction(session)
     parts = 1 if lo is None else min(wanted, hi - lo + 1)
     if workers is None and lo is not None:
         parts = min(parts, (hi - lo + 1) // MIN_RANGE_ROWS)
     if parts <= 1:
-        return [_Range(None if start is None else start.seq, None)]
+        return [(first, None)]
     span = hi - lo + 1
     cuts = [lo - 1 + span * i // parts for i in range(1, parts)]
-    afters: list[int | None] = [None if start is None else start.seq, *cuts]
-    uptos: list[int | None] = [*cuts, None]
-    return [_Range(a, u) for a, u in zip(afters, uptos, strict=True)]
+    return list(zip([first, *cuts], [*cuts, None], strict=True))
+
+
+def _ranges(session: Session, start: Checkpoint | None, workers: int | None) -> list[_Range]:
+    """Split the linked seqs into parts of about equal size (one part: no split)."""
+    linked = (_C.seq.is_not(None), *(() if start is None else (_C.seq > start.seq,)))
+    after = None if start is None else start.seq
+    return [_Range(a, u) for a, u in _split(session, _C.seq, linked, after, workers)]
+
+
+def _id_ranges(session: Session, start: Checkpoint | None,
+               workers: int | None) -> list[_IdRange]:
+    """Split the table's ids into parts of about equal span (one part: no split)."""
+    above = None if start is None else start.seq
+    return [_IdRange(a, u, above) for a, u in _split(session, _C.id, (), None, workers)]
 
 
 def _shared_url(session: Session) -> str | None:
@@ -916,7 +960,7 @@ def _shared_url(session: Session) -> str | None:
     return url.render_as_string(hide_password=False)
 
 
-def _walk_in_parallel(url: str, ranges: list[_Range], batch: int,
+def _walk_in_parallel(url: str, ranges: Sequence[_Range | _IdRange], batch: int,
                       digest: Digest) -> list[_RangeWalk]:
     """Each range on its own connection at once.
 
@@ -984,6 +1028,63 @@ def _seen(session: Session, watch: frozenset[int], start: Checkpoint | None,
     return seen
 
 
+def _join(walks: list[_RangeWalk], start: Checkpoint | None
+          ) -> tuple[int, _Prev | None, tuple[_Linked, list[_Problem]] | None]:
+    """Join the ranges' walks, in order: each one's first row must follow the last good row
+    before it. The rows checked, the last good row, and the first failing row with what is
+    wrong with it."""
+    checked = 0
+    prev: _Prev | None = None
+    expected_seq = 1 if start is None else start.seq + 1
+    expected_prev = GENESIS_HASH if start is None else start.hash
+    problem: tuple[_Linked, list[_Problem]] | None = None
+    for walk in walks:
+        if walk.first is None:
+            continue
+        first = walk.first
+        if first[13] != expected_seq or first[14] != expected_prev or (
+            walk.bad is not None and walk.bad_prev is None
+        ):
+            row = _Linked(*first)
+            problem = (row, _check_row(row, expected_seq, prev, start))
+            break
+        checked += walk.checked
+        if walk.bad is not None:
+            assert walk.bad_prev is not None
+            prev = walk.bad_prev
+            row = _Linked(*walk.bad)
+            problem = (row, _check_row(row, prev.seq + 1, prev, start))
+            break
+        assert walk.last is not None
+        prev = walk.last
+        expected_seq, expected_prev = prev.seq + 1, prev.hash
+    if problem is not None and not problem[1]:
+        raise RuntimeError(f"audit walk flagged row id {problem[0].id} but found nothing")
+    return checked, prev, problem
+
+
+def _id_order_walk(session: Session, url: str, start: Checkpoint | None, workers: int | None,
+                   batch: int) -> tuple[int, _Prev | None, None] | None:
+    """The chain walked in id order by the compiled check, when that vouches for it: None
+    otherwise, and the seq walk must give the report.
+
+    Reading the table in its own order skips the seq index's seek per row (about 9 % of the
+    walk on SQLite). It vouches only when every linked row (above `start`), in id order, has
+    the seq after the one before it, links to it and hashes right, from the first expected seq
+    on. The seqs are then all different and in id order, so ordered by (seq, id) the same rows
+    come in the same order: the seq walk would read what this read and find it sound too, so
+    the report is the same. Anything else (a fault, a gap, ids not in seq order, a row linked
+    meanwhile out of id order) is left to the seq walk, which names the first failing row.
+    """
+    ranges = _id_ranges(session, start, workers)
+    if len(ranges) > 1:
+        walks = _walk_in_parallel(url, ranges, batch, "compiled")
+    else:
+        walks = [_walk_range_at(url, ranges[0], batch, "compiled")]
+    checked, prev, problem = _join(walks, start)
+    return None if problem is not None else (checked, prev, None)
+
+
 def verify_chain(
     session: Session,
     *,
@@ -992,6 +1093,7 @@ def verify_chain(
     watch: Collection[int] = (),
     workers: int | None = None,
     digest: Digest | None = None,
+    order: Literal["id", "seq"] | None = None,
 ) -> ChainReport:
     """Walk the chain in seq order, recompute every hash and check every link.
 
@@ -1013,7 +1115,9 @@ def verify_chain(
     left, checked here. The report is the same whatever the split. `digest` says who hashes
     each event (default: the fastest usable, see `usable_digest`): with "sql" (PostgreSQL) or
     "compiled" (a SQLite file) Python sees only the rows found wrong and the page ends, and
-    re-checks those with its own digest; the report is the same whichever hashes.
+    re-checks those with its own digest; the report is the same whichever hashes. The compiled
+    check first walks in id order (`order` None or "id"; see `_id_order_walk`) and, where that
+    cannot vouch for the chain, in seq order; `order="seq"` goes straight to the seq walk.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -1022,47 +1126,26 @@ def verify_chain(
         digest = usable if digest is None else digest
         if digest != "python" and digest != usable:
             raise ValueError(f"the {digest!r} digest cannot be used on this database")
-        ranges = _ranges(session, start, workers)
+        if order == "id" and digest != "compiled":
+            raise ValueError("only the compiled check walks in id order")
         url = _shared_url(session)
-        if len(ranges) > 1 and url is not None:
-            walks = _walk_in_parallel(url, ranges, batch, digest)
-        elif digest == "compiled" and url is not None:
-            walks = [_walk_range_at(url, ranges[0], batch, digest)]
-        else:
-            conn = session.connection()
-            placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            _end_transaction(session)
-            rng = _Range(None if start is None else start.seq, None)
-            walks = [_walk_range(_session_fetch(session), placeholder, rng, batch, digest)]
-
-        # Join the ranges: each one's first row must follow the last good row before it.
-        checked = 0
-        prev: _Prev | None = None
-        expected_seq = 1 if start is None else start.seq + 1
-        expected_prev = GENESIS_HASH if start is None else start.hash
-        problem: tuple[_Linked, list[_Problem]] | None = None
-        for walk in walks:
-            if walk.first is None:
-                continue
-            first = walk.first
-            if first[13] != expected_seq or first[14] != expected_prev or (
-                walk.bad is not None and walk.bad_prev is None
-            ):
-                row = _Linked(*first)
-                problem = (row, _check_row(row, expected_seq, prev, start))
-                break
-            checked += walk.checked
-            if walk.bad is not None:
-                assert walk.bad_prev is not None
-                prev = walk.bad_prev
-                row = _Linked(*walk.bad)
-                problem = (row, _check_row(row, prev.seq + 1, prev, start))
-                break
-            assert walk.last is not None
-            prev = walk.last
-            expected_seq, expected_prev = prev.seq + 1, prev.hash
-        if problem is not None and not problem[1]:
-            raise RuntimeError(f"audit walk flagged row id {problem[0].id} but found nothing")
+        joined: tuple[int, _Prev | None, tuple[_Linked, list[_Problem]] | None] | None = None
+        if digest == "compiled" and url is not None and order != "seq":
+            joined = _id_order_walk(session, url, start, workers, batch)
+        if joined is None:
+            ranges = _ranges(session, start, workers)
+            if len(ranges) > 1 and url is not None:
+                walks = _walk_in_parallel(url, ranges, batch, digest)
+            elif digest == "compiled" and url is not None:
+                walks = [_walk_range_at(url, ranges[0], batch, digest)]
+            else:
+                conn = session.connection()
+                placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                _end_transaction(session)
+                rng = _Range(None if start is None else start.seq, None)
+                walks = [_walk_range(_session_fetch(session), placeholder, rng, batch, digest)]
+            joined = _join(walks, start)
+        checked, prev, problem = joined
 
         seen = _seen(session, frozenset(watch), start, prev)
         if problem is None:
