@@ -384,3 +384,49 @@ def test_raw_digest_is_event_digest(changes: dict[str, Any]) -> None:
         fields["occurred_at"] = dt.datetime(2025, 3, 1, 9, 30, tzinfo=dt.UTC)
     assert chain._raw_digest(raw, 3, "ab" * 32) == event_digest(**fields, seq=3,
                                                                 prev_hash="ab" * 32)
+
+
+# --- the walk's split ----------------------------------------------------------------------------
+
+
+def test_an_automatic_split_walks_its_parts_a_cpu_at_a_time(
+    audit_db: AuditDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """workers=None cuts the chain into PARTS_PER_CPU contiguous parts a CPU (here every part
+    may be small), walks as many at once as there are CPUs, and reports what one walk does,
+    sound or tampered."""
+    for i in range(40):
+        audit_db.record(1, object_type="recording", object_id=f"r{i}")
+    assert audit_db.sequence(batch=7) == 40
+    monkeypatch.setattr(chain, "MIN_RANGE_ROWS", 1)
+    monkeypatch.setattr(chain, "available_cpus", lambda: 2)
+    with audit_db.factory() as session:
+        for split in (chain._ranges(session, None, None), chain._id_ranges(session, None, None)):
+            assert len(split) == 2 * chain.PARTS_PER_CPU
+            assert split[0].after is None and split[-1].upto is None
+            assert all(a.upto == b.after for a, b in zip(split, split[1:], strict=False))
+
+    walk = chain._walk_range_at
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def counted(*args: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # long enough for the parts to overlap, were more let run
+        try:
+            return walk(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(chain, "_walk_range_at", counted)
+    with audit_db.factory() as session:
+        one, auto = (chain.verify_chain(session, batch=3, workers=w) for w in (1, None))
+    assert auto == one and auto.ok and auto.checked == 40
+    assert most[0] == 2
+    audit_db.drop_triggers()
+    audit_db.tamper(23, actor_name="someone else")
+    with audit_db.factory() as session:
+        one, auto = (chain.verify_chain(session, batch=3, workers=w) for w in (1, None))
+    assert auto == one and not auto.ok and auto.problem_event_id == 23

@@ -484,6 +484,11 @@ _WALK_COLUMNS = ", ".join((*CONTENT_FIELDS, "seq", "prev_hash", "hash"))
 #: a process or connection per part costs more than the part takes.
 MIN_RANGE_ROWS = 50_000
 
+#: Parts per CPU of a walk split with `workers=None`, walked by one thread (or process) per CPU:
+#: a thread that finishes takes the next part, so one that runs slow (a busy core) does not
+#: hold up the whole walk.
+PARTS_PER_CPU = 4
+
 
 @dataclass(frozen=True)
 class _Range:
@@ -912,8 +917,8 @@ def available_cpus() -> int:
 def _split(session: Session, column: Any, where: tuple[Any, ...], first: int | None,
            workers: int | None) -> list[tuple[int | None, int | None]]:
     """`(after, upto]` bounds cutting the values of `column` (seq or id) into parts of about
-    equal span, one per worker (None: one per CPU, each of at least MIN_RANGE_ROWS); the first
-    part starts after `first`, the last has no upper bound."""
+    equal span, one per worker (None: PARTS_PER_CPU per CPU, each of at least MIN_RANGE_ROWS);
+    the first part starts after `first`, the last has no upper bound."""
     wanted = available_cpus() if workers is None else workers
     if wanted < 1:
         raise ValueError("workers must be at least 1")
@@ -927,7 +932,8 @@ def _split(session: Session, column: Any, where: tuple[Any, ...], first: int | N
                select(func.max(column)).where(*where).scalar_subquery())
     ).one()
     _end_transaction(session)
-    parts = 1 if lo is None else min(wanted, hi - lo + 1)
+    parts = 1 if lo is None else min(wanted * (PARTS_PER_CPU if workers is None else 1),
+                                     hi - lo + 1)
     if workers is None and lo is not None:
         parts = min(parts, (hi - lo + 1) // MIN_RANGE_ROWS)
     if parts <= 1:
@@ -961,8 +967,8 @@ def _shared_url(session: Session) -> str | None:
 
 
 def _walk_in_parallel(url: str, ranges: Sequence[_Range | _IdRange], batch: int,
-                      digest: Digest) -> list[_RangeWalk]:
-    """Each range on its own connection at once.
+                      digest: Digest, workers: int | None) -> list[_RangeWalk]:
+    """Each range on its own connection, `workers` at once (None: one per CPU).
 
     Threads when PostgreSQL or the compiled code hashes (the work is in the database's
     processes, or in C that lets go of the GIL); processes when Python hashes. Forked when this
@@ -970,14 +976,15 @@ def _walk_in_parallel(url: str, ranges: Sequence[_Range | _IdRange], batch: int,
     held locks).
     """
     count = len(ranges)
+    at_once = min(count, available_cpus() if workers is None else workers)
     args = ([url] * count, ranges, [batch] * count, [digest] * count)
     executor: Executor
     if digest != "python":
-        executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="audit-verify")
+        executor = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="audit-verify")
     else:
         method = "fork" if threading.active_count() == 1 and \
             "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        executor = ProcessPoolExecutor(max_workers=count,
+        executor = ProcessPoolExecutor(max_workers=at_once,
                                        mp_context=multiprocessing.get_context(method))
     with executor:
         return list(executor.map(_walk_range_at, *args))
@@ -1078,7 +1085,7 @@ def _id_order_walk(session: Session, url: str, start: Checkpoint | None, workers
     """
     ranges = _id_ranges(session, start, workers)
     if len(ranges) > 1:
-        walks = _walk_in_parallel(url, ranges, batch, "compiled")
+        walks = _walk_in_parallel(url, ranges, batch, "compiled", workers)
     else:
         walks = [_walk_range_at(url, ranges[0], batch, "compiled")]
     checked, prev, problem = _join(walks, start)
@@ -1110,7 +1117,8 @@ def verify_chain(
     come back in `ChainReport.seen`, for comparison with signed checkpoints.
 
     `workers` splits the seqs into that many ranges walked at once, each on its own connection
-    (None: one per CPU, when each range would have `MIN_RANGE_ROWS`); a row's hash covers its
+    (None: `PARTS_PER_CPU` ranges per CPU, each of at least `MIN_RANGE_ROWS`, walked one per
+    CPU at a time); a row's hash covers its
     own prev_hash, so each range is checked on its own and only the joins between ranges are
     left, checked here. The report is the same whatever the split. `digest` says who hashes
     each event (default: the fastest usable, see `usable_digest`): with "sql" (PostgreSQL) or
@@ -1135,7 +1143,7 @@ def verify_chain(
         if joined is None:
             ranges = _ranges(session, start, workers)
             if len(ranges) > 1 and url is not None:
-                walks = _walk_in_parallel(url, ranges, batch, digest)
+                walks = _walk_in_parallel(url, ranges, batch, digest, workers)
             elif digest == "compiled" and url is not None:
                 walks = [_walk_range_at(url, ranges[0], batch, digest)]
             else:
