@@ -505,7 +505,7 @@ class _Range:
 
 @dataclass(frozen=True)
 class _IdRange:
-    """One part of a walk in id order (`_id_order_walks`): linked rows with `after < id <= upto`
+    """One part of a walk in id order (`_id_order_walk`): linked rows with `after < id <= upto`
     (None: no bound that side) and, after a start checkpoint, seq above `above`."""
 
     after: int | None
@@ -1035,11 +1035,13 @@ def _seen(session: Session, watch: frozenset[int], start: Checkpoint | None,
     return seen
 
 
-def _join(walks: list[_RangeWalk], start: Checkpoint | None
-          ) -> tuple[int, _Prev | None, tuple[_Linked, list[_Problem]] | None]:
+#: A joined walk: the rows checked, the last good row, the first failing row and its faults.
+_Joined = tuple[int, _Prev | None, tuple[_Linked, list[_Problem]] | None]
+
+
+def _join(walks: list[_RangeWalk], start: Checkpoint | None) -> _Joined:
     """Join the ranges' walks, in order: each one's first row must follow the last good row
-    before it. The rows checked, the last good row, and the first failing row with what is
-    wrong with it."""
+    before it."""
     checked = 0
     prev: _Prev | None = None
     expected_seq = 1 if start is None else start.seq + 1
@@ -1071,7 +1073,7 @@ def _join(walks: list[_RangeWalk], start: Checkpoint | None
 
 
 def _id_order_walk(session: Session, url: str, start: Checkpoint | None, workers: int | None,
-                   batch: int) -> tuple[int, _Prev | None, None] | None:
+                   batch: int) -> _Joined | None:
     """The chain walked in id order by the compiled check, when that vouches for it: None
     otherwise, and the seq walk must give the report.
 
@@ -1088,8 +1090,8 @@ def _id_order_walk(session: Session, url: str, start: Checkpoint | None, workers
         walks = _walk_in_parallel(url, ranges, batch, "compiled", workers)
     else:
         walks = [_walk_range_at(url, ranges[0], batch, "compiled")]
-    checked, prev, problem = _join(walks, start)
-    return None if problem is not None else (checked, prev, None)
+    joined = _join(walks, start)
+    return None if joined[2] is not None else joined
 
 
 def verify_chain(
@@ -1118,14 +1120,14 @@ def verify_chain(
 
     `workers` splits the seqs into that many ranges walked at once, each on its own connection
     (None: `PARTS_PER_CPU` ranges per CPU, each of at least `MIN_RANGE_ROWS`, walked one per
-    CPU at a time); a row's hash covers its
-    own prev_hash, so each range is checked on its own and only the joins between ranges are
-    left, checked here. The report is the same whatever the split. `digest` says who hashes
-    each event (default: the fastest usable, see `usable_digest`): with "sql" (PostgreSQL) or
-    "compiled" (a SQLite file) Python sees only the rows found wrong and the page ends, and
-    re-checks those with its own digest; the report is the same whichever hashes. The compiled
-    check first walks in id order (`order` None or "id"; see `_id_order_walk`) and, where that
-    cannot vouch for the chain, in seq order; `order="seq"` goes straight to the seq walk.
+    CPU at a time); a row's hash covers its own prev_hash, so each range is checked on its own
+    and only the joins between ranges are left, checked here. The report is the same whatever
+    the split. `digest` says who hashes each event (default: the fastest usable, see
+    `usable_digest`): with "sql" (PostgreSQL) or "compiled" (a SQLite file) Python sees only the
+    rows found wrong and the page ends, and re-checks those with its own digest; the report is
+    the same whichever hashes. The compiled check first walks in id order (`order` None or
+    "id"; see `_id_order_walk`) and, where that cannot vouch for the chain, in seq order;
+    `order="seq"` goes straight to the seq walk.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -1137,7 +1139,7 @@ def verify_chain(
         if order == "id" and digest != "compiled":
             raise ValueError("only the compiled check walks in id order")
         url = _shared_url(session)
-        joined: tuple[int, _Prev | None, tuple[_Linked, list[_Problem]] | None] | None = None
+        joined: _Joined | None = None
         if digest == "compiled" and url is not None and order != "seq":
             joined = _id_order_walk(session, url, start, workers, batch)
         if joined is None:
