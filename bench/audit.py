@@ -49,7 +49,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchlib import load_services, proc_status, reset_peak  # noqa: E402
+from benchlib import (  # noqa: E402
+    cpu_seconds,
+    load_services,
+    proc_status,
+    reset_peak,
+    storage_read_bytes,
+)
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
@@ -269,6 +275,7 @@ def verify_part(factory: sessionmaker[Session], batches: list[int], repeats: int
     for batch in batches:
         reset_peak()
         times: list[float] = []
+        spent: list[tuple[float, int]] = []  # each walk's CPU seconds and bytes read from storage
         checked = 0
         for _ in range(repeats):
             spy = None
@@ -278,22 +285,25 @@ def verify_part(factory: sessionmaker[Session], batches: list[int], repeats: int
                      str(profile.with_suffix(f".{batch}.{len(times)}.svg")), "-p",
                      str(os.getpid())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1)
+            cpu, read = cpu_seconds(os.getpid()), storage_read_bytes(os.getpid())
             t = time.perf_counter()
             with factory() as session:
                 report = chain.verify_chain(session, batch=batch)
             times.append(time.perf_counter() - t)
+            spent.append((cpu_seconds(os.getpid()) - cpu, storage_read_bytes(os.getpid()) - read))
             if spy is not None:
                 spy.terminate()
                 spy.wait(30)
             assert report.ok, report.problem
             checked = report.checked
         took = min(times)
+        cpu, read = spent[times.index(took)]
         # A split walk on SQLite runs in worker processes: the largest of them (ru_maxrss of
         # reaped children, KiB; the run's children so far, so a peak from earlier shows too).
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         out.append({"batch": batch, "events": checked, "s": took, "runs_s": times,
                     "eps": checked / took, "rss": proc_status(os.getpid(), "VmHWM"),
-                    "child_rss": child})
+                    "child_rss": child, "cpu_s": cpu, "storage_read": read})
     return out
 
 
@@ -469,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
             lambda r, k=k: f"{lim['stream_s'] / r['verify'][k]['s']:.2f}")
         row("  x limit (hashlib, one hash per event)",
             lambda r, k=k: f"{lim['per_event_s'] / r['verify'][k]['s']:.2f}")
+        row("  CPU of that walk (its threads, all cores), s",
+            lambda r, k=k: f"{r['verify'][k]['cpu_s']:.1f}")
+        row("  read from storage during that walk (not in page cache)",
+            lambda r, k=k: mb(r["verify"][k]["storage_read"]))
         row("  peak RSS of the verifying process (threads included)",
             lambda r, k=k: mb(r['verify'][k]['rss']))
         row("  peak RSS of the largest child process so far",

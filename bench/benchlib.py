@@ -56,6 +56,18 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     return sum(int(fields[i]) for i in used) / os.sysconf("SC_CLK_TCK")
 
 
+def storage_read_bytes(pid: int) -> int:
+    """Bytes a process (its threads included) has had fetched from storage so far
+    (/proc/PID/io read_bytes): what the page cache did not already hold. 0 if unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("read_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def load_test_module(name: str) -> ModuleType:
     """A module of tests/ (not a package), loaded by path; tests/ goes on sys.path so that its
     own imports of sibling modules resolve."""
