@@ -310,3 +310,29 @@ def test_ids_out_of_seq_order_are_left_to_the_seq_walk(probe: tuple[Engine, str]
     assert reports[0].ok and reports[0].checked == 12
     assert all(r == reports[0] for r in reports), reports
 
+
+
+@needs_compiled
+def test_the_id_walk_only_reads_a_table_keyed_by_id(tmp_path: Path) -> None:
+    """Id order is the table's own order only where id is its INTEGER PRIMARY KEY; a table
+    rebuilt without it (as an attacker might) is left to the seq walk, not scanned and sorted
+    for every page."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    TABLE.create(engine)
+    rows = _chain([_PLAIN] * 5, 1, chain.GENESIS_HASH)
+    _load(engine, rows)
+    url = f"sqlite:///{tmp_path / 'rebuilt.db'}"
+    with Session(engine) as session:
+        assert chain._id_is_rowid(session)
+        assert chain._id_order_walk(session, url, None, 1, 2) is not None
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t AS SELECT * FROM audit_events")
+        conn.exec_driver_sql("DROP TABLE audit_events")
+        conn.exec_driver_sql("ALTER TABLE t RENAME TO audit_events")
+    with Session(engine) as session:
+        assert not chain._id_is_rowid(session)
+        assert chain._id_order_walk(session, url, None, 1, 2) is None
+    reports = _reports(engine, batch=2)
+    assert reports[0].ok and reports[0].checked == 5
+    assert all(r == reports[0] for r in reports), reports
+    engine.dispose()

@@ -1072,6 +1072,16 @@ def _join(walks: list[_RangeWalk], start: Checkpoint | None) -> _Joined:
     return checked, prev, problem
 
 
+def _id_is_rowid(session: Session) -> bool:
+    """Whether audit_events.id is the SQLite table's own key (INTEGER PRIMARY KEY, as the
+    migrations make it). Only then is id order the table's order: a table rebuilt without it
+    would be scanned and sorted for every page."""
+    columns = session.execute(text("PRAGMA table_info(audit_events)")).all()
+    _end_transaction(session)
+    keys = [c for c in columns if c.pk]
+    return len(keys) == 1 and keys[0].name == "id" and str(keys[0].type).upper() == "INTEGER"
+
+
 def _id_order_walk(session: Session, url: str, start: Checkpoint | None, workers: int | None,
                    batch: int) -> _Joined | None:
     """The chain walked in id order by the compiled check, when that vouches for it: None
@@ -1085,6 +1095,8 @@ def _id_order_walk(session: Session, url: str, start: Checkpoint | None, workers
     the report is the same. Anything else (a fault, a gap, ids not in seq order, a row linked
     meanwhile out of id order) is left to the seq walk, which names the first failing row.
     """
+    if not _id_is_rowid(session):
+        return None
     ranges = _id_ranges(session, start, workers)
     if len(ranges) > 1:
         walks = _walk_in_parallel(url, ranges, batch, "compiled", workers)
