@@ -298,8 +298,9 @@ def verify_part(factory: sessionmaker[Session], batches: list[int], repeats: int
             checked = report.checked
         took = min(times)
         cpu, read = spent[times.index(took)]
-        # A split walk on SQLite runs in worker processes: the largest of them (ru_maxrss of
-        # reaped children, KiB; the run's children so far, so a peak from earlier shows too).
+        # With the Python digest a split walk runs in worker processes: the largest of them
+        # (ru_maxrss of reaped children, KiB; the run's children so far, so a peak from earlier
+        # shows too). The compiled check and PostgreSQL's SQL check walk in threads.
         child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         out.append({"batch": batch, "events": checked, "s": took, "runs_s": times,
                     "eps": checked / took, "rss": proc_status(os.getpid(), "VmHWM"),
