@@ -151,3 +151,65 @@ def test_tombstone_reads_refused_and_bad_input(client, runtime, force, clock,
                           params=params).status_code in (400, 422), params
     assert client.get("/api/v1/tombstones/999/certificate", headers=auditor).status_code == 404
     assert client.get("/api/v1/tombstones/0/certificate", headers=auditor).status_code == 422
+
+
+def test_a_restricted_recordings_tombstone_is_shown_to_whom_the_recording_was(
+        client, runtime, force, clock, lifecycle_store) -> None:
+    """The sweep keeps a restricted recording's restriction and access list on its tombstone:
+    a `restricted` one is shown to its list and professional standards, a `post-incident` one
+    to its list only (here its placer, from professional standards); an auditor, who cannot be
+    listed, sees neither: not in pages, CSV or as a certificate (404, as for no deletion)."""
+    from evidence_locker.accounts.roles import Principal, Role
+    from evidence_locker.lifecycle import records
+    from evidence_locker.lifecycle.models import Tombstone, TombstoneAccess
+    from evidence_locker.lifecycle.sweep import run_sweep
+    from life_helpers import REASON, seed_past
+
+    plain, covert, incident = seed_past(client, force, clock, 3)
+    ps = bearer(force.tokens["standards"])
+    for rid, kind in ((covert, "restricted"), (incident, "post-incident")):
+        r = client.post(f"/api/v1/recordings/{rid}/restriction", headers=ps,
+                        json={"kind": kind, "reason": REASON})
+        assert r.status_code == 201, r.text
+    result = run_sweep(runtime.sessions, clock=clock, settings=runtime.settings,
+                       store=lifecycle_store)
+    assert (result.deleted, result.failed) == (3, [])
+    with transaction(runtime.sessions) as s:
+        stones = {str(t.recording_id): t for t in s.scalars(select(Tombstone))}
+        assert {rid: t.restriction for rid, t in stones.items()} == {
+            plain: None, covert: "restricted", incident: "post-incident"}
+        standards_id = s.scalar(select(TombstoneAccess.user_id).where(
+            TombstoneAccess.tombstone_id == stones[incident].id))
+        assert standards_id is not None
+        assert s.scalar(select(func.count()).select_from(TombstoneAccess)) == 1
+        ids = {rid: t.id for rid, t in stones.items()}
+
+        def shown(p: Principal) -> set[str]:
+            return {row[1] for row in records.tombstone_rows(s, viewer=p)}
+
+        other_ps = Principal(user_id=standards_id + 1000, username="ps2",
+                             role=Role.PROFESSIONAL_STANDARDS)
+        listed_auditor = Principal(user_id=standards_id, username="x", role=Role.AUDITOR)
+        auditor_p = Principal(user_id=standards_id + 1001, username="a", role=Role.AUDITOR)
+        assert shown(other_ps) == {plain, covert}
+        assert shown(listed_auditor) == {plain, incident}
+        assert shown(auditor_p) == {plain}
+        assert {row[1] for row in records.tombstone_rows(s)} == {plain, covert, incident}
+
+    def listed(headers: dict[str, str], **params: object) -> set[str]:
+        r = client.get("/api/v1/tombstones", headers=headers, params=params)
+        assert r.status_code == 200, r.text
+        if params.get("format") == "csv":
+            return {x["recording_id"] for x in csv.DictReader(io.StringIO(r.text))}
+        return {t["recording_id"] for t in r.json()["items"]}
+
+    auditor = bearer(force.tokens["auditor"])
+    assert listed(auditor) == listed(auditor, format="csv") == {plain}
+    assert listed(ps) == listed(ps, format="csv") == {plain, covert, incident}
+    for rid in (covert, incident):
+        r = client.get(f"/api/v1/tombstones/{ids[rid]}/certificate", headers=auditor)
+        assert r.status_code == 404 and r.json()["title"] == "Not found", r.text
+        assert client.get(f"/api/v1/tombstones/{ids[rid]}/certificate",
+                          headers=ps).status_code == 200
+    assert client.get(f"/api/v1/tombstones/{ids[plain]}/certificate",
+                      headers=auditor).status_code == 200

@@ -76,6 +76,14 @@ def may_manage_restrictions(p: Principal) -> bool:
     return p.role == Role.PROFESSIONAL_STANDARDS and p.user_id is not None
 
 
+def may_know_of_restricted(p: Principal, kind: str, access_list: frozenset[int]) -> bool:
+    """Who may know a restricted recording exists (its footage, its tombstone): the people on
+    its access list, and professional standards unless it is post-incident."""
+    if p.user_id is not None and p.user_id in access_list:
+        return True
+    return kind == RESTRICTED and p.role == Role.PROFESSIONAL_STANDARDS
+
+
 def may_view_recording(p: Principal, r: RecordingScope) -> bool:
     """Officer: own; supervisor: own unit subtree; evidence officer: their command subtree;
     professional standards: all. A restriction overrides all of that: only its access list,
@@ -85,9 +93,7 @@ def may_view_recording(p: Principal, r: RecordingScope) -> bool:
     if p.role is None or not may_view_footage_at_all(p) or p.role == Role.PROSECUTOR:
         return False
     if r.restriction is not None:
-        if p.user_id is not None and p.user_id in r.access_list:
-            return True
-        return r.restriction == RESTRICTED and p.role == Role.PROFESSIONAL_STANDARDS
+        return may_know_of_restricted(p, r.restriction, r.access_list)
     if p.role == Role.PROFESSIONAL_STANDARDS:
         return True
     if p.role == Role.WATCHDOG:

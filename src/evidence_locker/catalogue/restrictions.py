@@ -57,10 +57,27 @@ def _listed_ids(session: Session, recording_id: uuid.UUID) -> frozenset[int]:
 
 def restriction_of(session: Session, recording_id: uuid.UUID) -> Restriction | None:
     """The restriction on a recording and the user ids on its list (None: unrestricted)."""
-    row = session.get(RecordingRestriction, recording_id)
-    if row is None:
-        return None
-    return Restriction(row.kind, _listed_ids(session, recording_id))
+    return restrictions_of(session, [recording_id]).get(recording_id)
+
+
+def restrictions_of(session: Session, recording_ids: list[uuid.UUID]
+                    ) -> dict[uuid.UUID, Restriction]:
+    """The restrictions on many recordings and their lists, in one query (the sweep reads a
+    batch's); unrestricted ones are absent."""
+    if not recording_ids:
+        return {}
+    kinds: dict[uuid.UUID, str] = {}
+    listed: dict[uuid.UUID, set[int]] = {}
+    for rid, kind, user_id in session.execute(
+            select(RecordingRestriction.recording_id, RecordingRestriction.kind,
+                   RestrictionAccess.user_id)
+            .outerjoin(RestrictionAccess,
+                       RestrictionAccess.recording_id == RecordingRestriction.recording_id)
+            .where(RecordingRestriction.recording_id.in_(recording_ids))):
+        kinds[rid] = kind
+        if user_id is not None:
+            listed.setdefault(rid, set()).add(user_id)
+    return {rid: Restriction(kind, frozenset(listed.get(rid, ()))) for rid, kind in kinds.items()}
 
 
 def _reason(reason: str) -> str:

@@ -136,6 +136,23 @@ class Tombstone(Base):
     deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # The recording's restriction when it was deleted (None, restricted or post-incident): its
+    # tombstone is shown to whom the recording was (`roles.may_know_of_restricted`).
+    restriction: Mapped[str | None] = mapped_column(String(16))
+
+
+class TombstoneAccess(Base):
+    """One person who was on a deleted restricted recording's access list."""
+
+    __tablename__ = "tombstone_access"
+    __table_args__ = (
+        UniqueConstraint("tombstone_id", "user_id"),
+        Index("ix_tombstone_access_user", "user_id", "tombstone_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tombstone_id: Mapped[int] = mapped_column(ForeignKey("tombstones.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
 
 
 class IdempotencyKey(Base):

@@ -3,7 +3,9 @@ JSON pages or CSV, and a deletion certificate per tombstone (JSON or PDF).
 
 Who may read: auditors (the records manager reads reports, never footage) and professional
 standards (complaints: "was it deleted, when, under which rule?"). A tombstone holds no footage
-but names the camera, officer and times of a recording, so nobody else. Every read is an audit
+but names the camera, officer and times of a recording, so nobody else; a restricted
+recording's tombstone only to whom the recording was shown (its access list, and professional
+standards unless it was post-incident: `records.shown_to`). Every read is an audit
 event in the same transaction; a CSV export is audited before its rows stream out.
 """
 
@@ -70,7 +72,8 @@ def list_tombstones(
         try:
             if format == "json":
                 items, next_cursor = records.tombstone_page(
-                    session, since=since, until=until, unit=unit, limit=limit, cursor=cursor)
+                    session, since=since, until=until, unit=unit, limit=limit, cursor=cursor,
+                    viewer=principal)
             else:
                 records.unit_named(session, unit)
         except reviews.QueueError as exc:
@@ -86,7 +89,7 @@ def list_tombstones(
         # Its own read transaction: a year of deletions is never held in memory.
         with transaction(runtime.sessions) as s:
             for line in records.csv_lines(records.tombstone_rows(
-                    s, since=since, until=until, unit=unit)):
+                    s, since=since, until=until, unit=unit, viewer=principal)):
                 yield line.encode("utf-8")
 
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
@@ -106,7 +109,7 @@ def deletion_certificate(
     with transaction(runtime.sessions) as session:
         try:
             cert = records.certificate(session, tombstone_id=tombstone_id,
-                                       keys=key_ring(runtime))
+                                       keys=key_ring(runtime), viewer=principal)
         except LookupError as exc:
             raise ApiError(404, "Not found", str(exc)) from exc
         body: Any

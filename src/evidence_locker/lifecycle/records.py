@@ -18,16 +18,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import ColumnElement, Select, exists, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from evidence_locker.accounts.roles import RESTRICTED, Principal, may_know_of_restricted
 from evidence_locker.audit import reports
 from evidence_locker.audit.models import AuditEvent
 from evidence_locker.audit.service import Actor, record
 from evidence_locker.audit.signing import KeyRing
 from evidence_locker.clock import Clock
 from evidence_locker.fleet.models import Officer, Unit
-from evidence_locker.lifecycle.models import Tombstone
+from evidence_locker.lifecycle.models import Tombstone, TombstoneAccess
 from evidence_locker.lifecycle.reviews import decode_cursor, encode_cursor
 
 COLUMNS = ("tombstone", "recording_id", "device_serial", "camera_recording_id", "unit",
@@ -49,10 +50,25 @@ def unit_named(session: Session, unit: str | None) -> Unit | None:
     return root
 
 
+def shown_to(viewer: Principal) -> ColumnElement[bool]:
+    """The tombstones `viewer` may know of: every unrestricted one, and a restricted recording's
+    only as `roles.may_know_of_restricted` says of the recording (its list; professional
+    standards unless post-incident)."""
+    listed = exists().where(TombstoneAccess.tombstone_id == Tombstone.id,
+                            TombstoneAccess.user_id == viewer.user_id)
+    shown = [Tombstone.restriction.is_(None), listed]
+    if may_know_of_restricted(viewer, RESTRICTED, frozenset()):
+        shown.append(Tombstone.restriction == RESTRICTED)
+    return or_(*shown)
+
+
 def _finished(session: Session, *, since: dt.datetime | None, until: dt.datetime | None,
-              unit: str | None) -> Select[Any]:
-    """Finished tombstones deleted in [since, until), in `unit`'s subtree if given."""
+              unit: str | None, viewer: Principal | None) -> Select[Any]:
+    """Finished tombstones deleted in [since, until), in `unit`'s subtree if given, that
+    `viewer` may know of (None: all, for the platform's own CLI)."""
     stmt = select(Tombstone).where(Tombstone.finished_at.is_not(None))
+    if viewer is not None:
+        stmt = stmt.where(shown_to(viewer))
     if since is not None:
         stmt = stmt.where(Tombstone.finished_at >= since)
     if until is not None:
@@ -66,11 +82,12 @@ def _finished(session: Session, *, since: dt.datetime | None, until: dt.datetime
 
 def tombstone_rows(session: Session, *, since: dt.datetime | None = None,
                    until: dt.datetime | None = None, unit: str | None = None,
+                   viewer: Principal | None = None,
                    chunk: int = 1000) -> Iterator[tuple[str, ...]]:
     """Finished tombstones (deleted in [since, until), in `unit`'s subtree if given), oldest
     deletion first, read `chunk` rows at a time so a year of deletions is never in memory."""
     codes = {u.id: u.code for u in session.scalars(select(Unit))}
-    stmt = _finished(session, since=since, until=until, unit=unit) \
+    stmt = _finished(session, since=since, until=until, unit=unit, viewer=viewer) \
         .order_by(Tombstone.finished_at, Tombstone.id).execution_options(yield_per=chunk)
     for t in session.scalars(stmt):
         files = json.loads(t.files)
@@ -99,10 +116,11 @@ def tombstone_json(session: Session, t: Tombstone) -> dict[str, Any]:
 
 def tombstone_page(session: Session, *, since: dt.datetime | None = None,
                    until: dt.datetime | None = None, unit: str | None = None, limit: int = 50,
-                   cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+                   cursor: str | None = None, viewer: Principal | None = None
+                   ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of finished tombstones, oldest deletion first; the cursor is the last one seen
     (the sweep only adds newer ones, so pages stay stable)."""
-    stmt = _finished(session, since=since, until=until, unit=unit)
+    stmt = _finished(session, since=since, until=until, unit=unit, viewer=viewer)
     if cursor:
         at, tid = decode_cursor(cursor)
         stmt = stmt.where(tuple_(Tombstone.finished_at, Tombstone.id) > tuple_(at, tid))
@@ -123,11 +141,14 @@ class Certificate:
     chain: reports.ChainStatus
 
 
-def certificate(session: Session, *, tombstone_id: int, keys: KeyRing | None) -> Certificate:
+def certificate(session: Session, *, tombstone_id: int, keys: KeyRing | None,
+                viewer: Principal | None = None) -> Certificate:
     """A finished tombstone with the deleted recording's whole audit trail, chain checked
-    (LookupError: no such finished tombstone; an unfinished one is not a deletion yet)."""
-    t = session.get(Tombstone, tombstone_id)
-    if t is None or t.finished_at is None:
+    (LookupError: no such finished tombstone, or none `viewer` may know of; an unfinished one
+    is not a deletion yet)."""
+    t = session.scalars(_finished(session, since=None, until=None, unit=None, viewer=viewer)
+                        .where(Tombstone.id == tombstone_id)).one_or_none()
+    if t is None:
         raise LookupError("no such deletion")
     events = list(reports.every(session, reports.recording_trail(str(t.recording_id))))
     return Certificate(t, events, reports.chain_status(session, events, keys=keys))

@@ -43,6 +43,7 @@ from evidence_locker.catalogue.models import (
     RecordingRestriction,
     RestrictionAccess,
 )
+from evidence_locker.catalogue.restrictions import Restriction, restrictions_of
 from evidence_locker.clock import Clock
 from evidence_locker.config import Settings
 from evidence_locker.db import transaction
@@ -56,6 +57,7 @@ from evidence_locker.lifecycle.models import (
     ReviewDecision,
     SubjectTold,
     Tombstone,
+    TombstoneAccess,
 )
 from evidence_locker.lifecycle.service import Facts, facts_of, facts_of_many, policy_of
 from evidence_locker.storage.base import BlobLocked, BlobStore, StorageError
@@ -85,10 +87,14 @@ def _due(session: Session, *, now: dt.datetime, batch: int) -> list[Recording]:
 
 
 def decide(session: Session, *, clock: Clock, settings: Settings, rec: Recording,
-           actor: Actor = SWEEP, facts: Facts | None = None) -> bool:
+           actor: Actor = SWEEP, facts: Facts | None = None,
+           restricted: dict[uuid.UUID, Restriction] | None = None) -> bool:
     """With the row locked: delete it (tombstone, `deleting`, audit) if the rule still allows,
     else store its true deadline. Returns whether it was decided for deletion. `facts`: the
-    recording's facts read under the lock (`facts_of_many`), else read here."""
+    recording's facts read under the lock (`facts_of_many`), else read here; `restricted`: the
+    batch's restrictions (`restrictions_of`), else read here. A restricted recording's
+    tombstone keeps the restriction and its access list, so it is shown to whom the recording
+    was."""
     policy = policy_of(settings)
     f = facts if facts is not None else facts_of(session, rec)
     now = clock.now()
@@ -99,13 +105,20 @@ def decide(session: Session, *, clock: Clock, settings: Settings, rec: Recording
               "size": x.size, "poster_sha256": x.poster_sha256} for x in rec.files]
     rule = rules.rule_name(policy, f.facts, f.categories)
     deadline = rules.deadline(policy, f.facts)
-    session.add(Tombstone(
+    restriction = (restrictions_of(session, [rec.id]) if restricted is None
+                   else restricted).get(rec.id)
+    tombstone = Tombstone(
         recording_id=rec.id, device_serial=rec.device_serial,
         camera_recording_id=rec.camera_recording_id, officer_id=rec.officer_id,
         unit_id=rec.unit_id, started_at=rec.started_at, stopped_at=rec.stopped_at,
         received_at=rec.received_at, files=json.dumps(files),
         total_size=sum(int(x["size"] or 0) for x in files), rule=rule, deadline=deadline,
-        decided_at=now))
+        decided_at=now, restriction=None if restriction is None else restriction.kind)
+    session.add(tombstone)
+    if restriction is not None and restriction.access_list:
+        session.flush()  # the tombstone's id (rare: restricted recordings only)
+        session.add_all(TombstoneAccess(tombstone_id=tombstone.id, user_id=user_id)
+                        for user_id in sorted(restriction.access_list))
     rec.retention_state = "deleting"
     record(session, clock=clock, actor=actor, action="recording.deletion_decided",
            object_type="recording", object_id=str(rec.id), reason=rule,
@@ -291,9 +304,11 @@ def run_sweep(sessions: sessionmaker[Session], *, clock: Clock, settings: Settin
         with transaction(sessions) as session:
             due = _due(session, now=clock.now(), batch=batch)
             facts = facts_of_many(session, due)
+            restricted = restrictions_of(session, [rec.id for rec in due])
             decided = []
             for rec in due:
-                if decide(session, clock=clock, settings=settings, rec=rec, facts=facts[rec.id]):
+                if decide(session, clock=clock, settings=settings, rec=rec, facts=facts[rec.id],
+                          restricted=restricted):
                     decided.append(rec.id)
                 else:
                     result.kept += 1

@@ -78,7 +78,8 @@ REPORT_READERS: frozenset[Caller] = frozenset(
     {Role.SUPERVISOR, Role.EVIDENCE_OFFICER, Role.PROFESSIONAL_STANDARDS, Role.AUDITOR})
 
 #: Tombstones and deletion certificates (lifecycle/record_views.py): the records manager's
-#: roles. A tombstone names a deleted recording's camera, officer and times, no footage.
+#: roles. A tombstone names a deleted recording's camera, officer and times, no footage; a
+#: restricted recording's is shown only to whom the recording was (`records.shown_to`).
 TOMBSTONE_READERS: frozenset[Caller] = frozenset({Role.AUDITOR, Role.PROFESSIONAL_STANDARDS})
 #: Cases (lifecycle/cases.py): any footage role may ask (the case itself decides: its command's
 #: evidence officers, its owners, professional standards, a watchdog it is granted to; others
