@@ -206,6 +206,9 @@ def test_a_restricted_recordings_tombstone_is_shown_to_whom_the_recording_was(
     auditor = bearer(force.tokens["auditor"])
     assert listed(auditor) == listed(auditor, format="csv") == {plain}
     assert listed(ps) == listed(ps, format="csv") == {plain, covert, incident}
+    kinds = {t["recording_id"]: t["restriction"]
+             for t in client.get("/api/v1/tombstones", headers=ps).json()["items"]}
+    assert kinds == {plain: None, covert: "restricted", incident: "post-incident"}
     for rid in (covert, incident):
         r = client.get(f"/api/v1/tombstones/{ids[rid]}/certificate", headers=auditor)
         assert r.status_code == 404 and r.json()["title"] == "Not found", r.text

@@ -110,6 +110,7 @@ def tombstone_json(session: Session, t: Tombstone) -> dict[str, Any]:
             "received_at": _iso(t.received_at), "rule": t.rule,
             "deadline": _iso(t.deadline) or None, "decided_at": _iso(t.decided_at),
             "finished_at": _iso(t.finished_at) or None, "total_size": t.total_size,
+            "restriction": t.restriction,  # only ever seen by whom it admitted (`shown_to`)
             "files": [{k: f.get(k) for k in ("kind", "index", "filename", "sha256", "size",
                                              "poster_sha256")} for f in json.loads(t.files)]}
 
