@@ -968,7 +968,8 @@ def _shared_url(session: Session) -> str | None:
 
 def _walk_in_parallel(url: str, ranges: Sequence[_Range | _IdRange], batch: int,
                       digest: Digest, workers: int | None) -> list[_RangeWalk]:
-    """Each range on its own connection, `workers` at once (None: one per CPU).
+    """Each range on its own connection, `workers` at once (None: one per CPU); a single range
+    is walked here, on a connection of its own.
 
     Threads when PostgreSQL or the compiled code hashes (the work is in the database's
     processes, or in C that lets go of the GIL); processes when Python hashes. Forked when this
@@ -976,6 +977,8 @@ def _walk_in_parallel(url: str, ranges: Sequence[_Range | _IdRange], batch: int,
     held locks).
     """
     count = len(ranges)
+    if count == 1:
+        return [_walk_range_at(url, ranges[0], batch, digest)]
     at_once = min(count, available_cpus() if workers is None else workers)
     args = ([url] * count, ranges, [batch] * count, [digest] * count)
     executor: Executor
@@ -1097,11 +1100,8 @@ def _id_order_walk(session: Session, url: str, start: Checkpoint | None, workers
     """
     if not _id_is_rowid(session):
         return None
-    ranges = _id_ranges(session, start, workers)
-    if len(ranges) > 1:
-        walks = _walk_in_parallel(url, ranges, batch, "compiled", workers)
-    else:
-        walks = [_walk_range_at(url, ranges[0], batch, "compiled")]
+    walks = _walk_in_parallel(url, _id_ranges(session, start, workers), batch, "compiled",
+                              workers)
     joined = _join(walks, start)
     return None if joined[2] is not None else joined
 
@@ -1156,10 +1156,8 @@ def verify_chain(
             joined = _id_order_walk(session, url, start, workers, batch)
         if joined is None:
             ranges = _ranges(session, start, workers)
-            if len(ranges) > 1 and url is not None:
+            if url is not None and (len(ranges) > 1 or digest == "compiled"):
                 walks = _walk_in_parallel(url, ranges, batch, digest, workers)
-            elif digest == "compiled" and url is not None:
-                walks = [_walk_range_at(url, ranges[0], batch, digest)]
             else:
                 conn = session.connection()
                 placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
