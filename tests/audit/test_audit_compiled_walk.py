@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib.util
 import os
+import shutil
+import subprocess
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -100,23 +105,87 @@ def _load(engine: Engine, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(TABLE), rows)
 
 
-def _check(path: str, batch: int = 1000) -> list[tuple[Any, ...]]:
-    """The rows the compiled check hands back for the first page of the whole table.
+def _check(path: str, batch: int = 1000, walker: Any = None) -> list[tuple[Any, ...]]:
+    """The rows the compiled check (`walker`, default the one built) hands back for the first
+    page of the whole table.
 
     With more room than rows the page ends early, and the check runs it again keeping a copy of
     each row (its last row is only known once it is gone); with exactly as many it knows the
     last row as it meets it. Both ways must give the same answer."""
-    assert chain._chainwalk is not None
-    handle = chain._chainwalk.connect(path)
+    walker = walker or chain._chainwalk
+    assert walker is not None
+    handle = walker.connect(path)
     try:
         sql = chain._walk_sql("?", "all")
-        back = chain._chainwalk.check_page(handle, sql, (batch,), batch)
+        back = walker.check_page(handle, sql, (batch,), batch)
         rows = back[-1][16] if back else 0
         if 0 < rows < batch:
-            assert chain._chainwalk.check_page(handle, sql, (rows,), rows) == back
+            assert walker.check_page(handle, sql, (rows,), rows) == back
         return back
     finally:
-        chain._chainwalk.close(handle)
+        walker.close(handle)
+
+
+def _build_portable(into: Path) -> ModuleType:
+    """audit/_chainwalk.c built with -DCHAINWALK_PORTABLE: JSON escaping by the byte loop that
+    CPUs without SSE2 (an ARM server) run, so that path is checked on this machine too."""
+    source = Path(chain.__file__).with_name("_chainwalk.c")
+    target = into / f"_chainwalk{sysconfig.get_config_var('EXT_SUFFIX')}"
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        compiler = "cc"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
+                    "-DCHAINWALK_PORTABLE", f"-I{sysconfig.get_paths()['include']}",
+                    str(source), "-lsqlite3", "-lcrypto", "-o", str(target)],
+                   check=True, capture_output=True, timeout=120)
+    spec = importlib.util.spec_from_file_location("evidence_locker.audit._chainwalk", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", params=["built", "portable"])
+def walker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The compiled check as installed (SSE2 escaping here) and as built without SSE2."""
+    if request.param == "built":
+        return chain._chainwalk
+    module = _build_portable(tmp_path_factory.mktemp("portable-walk"))
+    assert module.vector_escapes == 0
+    assert module.sqlite_version == chain._chainwalk.sqlite_version  # type: ignore[union-attr]
+    return module
+
+
+@needs_compiled
+def test_the_installed_check_escapes_by_vector_here() -> None:
+    """On x86-64 the installed build takes the SSE2 path (so `walker`'s two cases differ)."""
+    assert chain._chainwalk is not None
+    if os.uname().machine in ("x86_64", "AMD64"):
+        assert chain._chainwalk.vector_escapes == 1
+
+
+#: Bytes the escaping must catch, and their nearest neighbours it must leave alone.
+_ESCAPED = ['"', "\\", "\x00", "\x1f", "\n", "\x08"]
+_UNESCAPED = [" ", "!", "#", "[", "]", "\x7f", "\u00e9", "\u2028"]
+
+
+@needs_compiled
+def test_escapes_at_every_place_of_a_block(probe: tuple[Engine, str], walker: Any) -> None:
+    """Each character that needs escaping, and each of its neighbours, at every place of a
+    string up to 40 bytes long (two 16-byte blocks, the 8-byte steps and the single bytes
+    after): every document is event_digest's."""
+    engine, path = probe
+    contents = []
+    for length in (1, 8, 15, 16, 17, 31, 32, 33, 40):
+        for place in range(length):
+            for char in _ESCAPED + _UNESCAPED:
+                name = "a" * place + char + "b" * (length - place - 1)
+                contents.append(dict(_PLAIN, actor_name=name, reason=name[::-1]))
+    rows = _chain(contents, 1, chain.GENESIS_HASH)
+    _load(engine, rows)
+    back = _check(path, batch=len(rows), walker=walker)
+    assert [r[16] for r in back] == [1, len(rows)]  # only the page's ends: every row confirmed
+    assert all(r[17] is True for r in back)
 
 
 @needs_compiled
@@ -131,15 +200,16 @@ def _check(path: str, batch: int = 1000) -> list[tuple[Any, ...]]:
                     "purpose": None, "reason": "\U0001f600", "details": '{"k":"\\u00e9"}'}] * 2,
          first_seq=1, genesis=chain.GENESIS_HASH, flip=None)
 def test_the_compiled_document_is_event_digests(
-    probe: tuple[Engine, str], contents: list[dict[str, Any]], first_seq: int, genesis: str,
-    flip: Any,
+    probe: tuple[Engine, str], walker: Any, contents: list[dict[str, Any]], first_seq: int,
+    genesis: str, flip: Any,
 ) -> None:
     """A sound chain of arbitrary rows: the check confirms every row and hands back only the
-    page's ends, each with the row before it; one changed value and it flags that row."""
+    page's ends, each with the row before it; one changed value and it flags that row. Both
+    builds: as installed, and without SSE2."""
     engine, path = probe
     rows = _chain(contents, first_seq, genesis)
     _load(engine, rows)
-    back = _check(path)
+    back = _check(path, walker=walker)
     ends = [0] if len(rows) == 1 else [0, len(rows) - 1]
     assert [r[16] for r in back] == [i + 1 for i in ends]
     for r, i in zip(back, ends, strict=True):
@@ -157,7 +227,7 @@ def test_the_compiled_document_is_event_digests(
     with engine.begin() as conn:
         conn.execute(TABLE.update().where(TABLE.c.id == i + 1)
                      .values({column: (rows[i][column] or "") + "x"}))
-    flagged = {r[16]: r[17] for r in _check(path)}
+    flagged = {r[16]: r[17] for r in _check(path, walker=walker)}
     assert flagged.get(i + 1) is False
 
 

@@ -195,8 +195,10 @@ static char *json_byte(char *o, unsigned char c) {
 }
 
 /* A bit for each of the 16 bytes at `s` that needs escaping (bit k: byte k). SSE2 on x86-64
- * (where it is always there), a loop elsewhere; either way exact. */
-#if defined(__SSE2__)
+ * (where it is always there), a loop elsewhere (an ARM server, or built with
+ * -DCHAINWALK_PORTABLE, which the tests do to check the loop too); either way exact. */
+#if defined(__SSE2__) && !defined(CHAINWALK_PORTABLE)
+#define VECTOR_ESCAPES 1
 #include <emmintrin.h>
 static unsigned block_escapes(const unsigned char *s) {
     __m128i v = _mm_loadu_si128((const __m128i *)s);
@@ -207,6 +209,7 @@ static unsigned block_escapes(const unsigned char *s) {
     return (unsigned)_mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)));
 }
 #else
+#define VECTOR_ESCAPES 0
 static unsigned block_escapes(const unsigned char *s) {
     unsigned m = 0;
     for (unsigned k = 0; k < 16; k++) m |= (unsigned)ESCAPED[s[k]] << k;
@@ -691,7 +694,8 @@ PyMODINIT_FUNC PyInit__chainwalk(void) {
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddStringConstant(m, "sqlite_version", sqlite3_libversion()) < 0) {
+    if (PyModule_AddStringConstant(m, "sqlite_version", sqlite3_libversion()) < 0 ||
+        PyModule_AddIntConstant(m, "vector_escapes", VECTOR_ESCAPES) < 0) {
         Py_DECREF(m);
         return NULL;
     }
