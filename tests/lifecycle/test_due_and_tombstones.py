@@ -209,6 +209,16 @@ def test_a_restricted_recordings_tombstone_is_shown_to_whom_the_recording_was(
     kinds = {t["recording_id"]: t["restriction"]
              for t in client.get("/api/v1/tombstones", headers=ps).json()["items"]}
     assert kinds == {plain: None, covert: "restricted", incident: "post-incident"}
+    r = client.get("/api/v1/tombstones", headers=ps, params={"format": "csv"})
+    assert {x["recording_id"]: x["restriction"] for x in csv.DictReader(io.StringIO(r.text))
+            } == {plain: "", covert: "restricted", incident: "post-incident"}
+    with transaction(runtime.sessions) as s:
+        for rid, kind in ((covert, "restricted"), (plain, None)):
+            facts = records.certificate_facts(s, records.certificate(
+                s, tombstone_id=ids[rid], keys=None))
+            said = [line for line in facts if "shown only to" in line]
+            assert said == ([f"The recording was {kind}: this record of its deletion is "
+                             "shown only to whom the restriction admitted."] if kind else [])
     for rid in (covert, incident):
         r = client.get(f"/api/v1/tombstones/{ids[rid]}/certificate", headers=auditor)
         assert r.status_code == 404 and r.json()["title"] == "Not found", r.text

@@ -33,7 +33,7 @@ from evidence_locker.lifecycle.reviews import decode_cursor, encode_cursor
 
 COLUMNS = ("tombstone", "recording_id", "device_serial", "camera_recording_id", "unit",
            "officer_id", "started_at", "received_at", "rule", "deadline", "decided_at",
-           "finished_at", "files", "total_size", "sha256")
+           "finished_at", "files", "total_size", "sha256", "restriction")
 
 
 def _iso(value: dt.datetime | None) -> str:
@@ -96,7 +96,8 @@ def tombstone_rows(session: Session, *, since: dt.datetime | None = None,
                "" if t.officer_id is None else str(t.officer_id), _iso(t.started_at),
                _iso(t.received_at), t.rule, _iso(t.deadline), _iso(t.decided_at),
                _iso(t.finished_at), str(len(files)), str(t.total_size),
-               " ".join(f"{f['kind']}:{f['sha256']}:{f['size']}" for f in files))
+               " ".join(f"{f['kind']}:{f['sha256']}:{f['size']}" for f in files),
+               t.restriction or "")
 
 
 def tombstone_json(session: Session, t: Tombstone) -> dict[str, Any]:
@@ -167,6 +168,9 @@ def certificate_facts(session: Session, cert: Certificate) -> list[str]:
              f"decided {d['decided_at']}, finished {d['finished_at']}; "
              f"{len(d['files'])} file(s), {d['total_size']} bytes.",
              "Files deleted (SHA-256, bytes):"]
+    if d["restriction"]:  # (a certificate is only made for those the restriction admits)
+        lines.insert(3, f"The recording was {d['restriction']}: this record of its deletion "
+                        "is shown only to whom the restriction admitted.")
     lines += [f"  {f['kind']} {f['index']} {f['filename']}: {f['sha256']} ({f['size']})"
               for f in d["files"]]
     return lines
