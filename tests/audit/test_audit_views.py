@@ -159,13 +159,18 @@ def test_csv_export_is_the_whole_trail_exactly(client, runtime, force, footage) 
 
 
 def pdf_text(data: bytes) -> str:
-    """The text drawn on the PDF's pages (fpdf2 writes each line as a literal string)."""
+    """The text drawn on the PDF's pages (fpdf2 writes each line as a literal string).
+
+    Each stream is read by the /Length its dictionary gives: compressed bytes may end in a
+    CR, which a pattern up to "\r?\nendstream" took for the line end (1 PDF in 256)."""
     out = []
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
-        try:
-            out.append(zlib.decompress(stream).decode("latin-1"))
-        except zlib.error:
-            out.append(stream.decode("latin-1"))
+    for m in re.finditer(rb"<<([^>]*)>>\s*stream\r?\n", data):
+        length = re.search(rb"/Length (\d+)", m.group(1))
+        assert length, m.group(0)
+        stream = data[m.end():m.end() + int(length.group(1))]
+        if b"/FlateDecode" in m.group(1):
+            stream = zlib.decompress(stream)
+        out.append(stream.decode("latin-1"))
     return "".join(out)
 
 

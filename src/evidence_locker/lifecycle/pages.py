@@ -1,7 +1,8 @@
 """The "Evidence and retention" page of a recording: its deadline, flags (with their review
 decisions), holds, restriction and whether the subject was told, with the forms the caller's role
-may use; the review queue (/reviews), what is due for deletion (/retention/due) and the
-subject-told compliance report (/reports/subject-told).
+may use; the review queue (/reviews), what is due for deletion (/retention/due), what was
+deleted (/retention/deleted: the tombstones, for the records manager) and the subject-told
+compliance report (/reports/subject-told).
 
 Each form posts to its own route (so the authorisation table names exactly who may do what) and
 calls the same service function as the JSON API, in one transaction with its audit event. A
@@ -14,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from typing import Annotated
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from sqlalchemy.orm import Session
@@ -28,7 +31,8 @@ from evidence_locker.accounts.roles import (
 from evidence_locker.catalogue import queries, restrictions
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.db import transaction
-from evidence_locker.lifecycle import reviews, rules, service
+from evidence_locker.lifecycle import records, reviews, rules, service
+from evidence_locker.lifecycle.record_views import may_read_tombstones
 from evidence_locker.web.auth import actor_from, runtime_of
 from evidence_locker.web.pages import check_csrf, render, signed_in
 
@@ -352,3 +356,69 @@ def subject_told_page(request: Request,
                                              actor=actor_from(request, principal),
                                              since=start, until=end, via="web")
     return render(request, "subject_told.html", {"report": report, "days": days})
+
+
+DELETED_REFUSAL = "What was deleted is for auditors and professional standards."
+DELETED_PAGE_ROWS = 100
+
+
+def _day(value: str | None) -> dt.date | None:
+    """A form's date field: empty is no bound (ValueError: not a YYYY-MM-DD date)."""
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _day_start(day: dt.date | None, zone: str) -> dt.datetime | None:
+    """Midnight starting `day` in the force's time zone (what a records manager means by it)."""
+    if day is None:
+        return None
+    return dt.datetime.combine(day, dt.time(), tzinfo=ZoneInfo(zone))
+
+
+@router.get("/retention/deleted")
+def deleted_page(request: Request,
+                 since: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+                 until: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+                 unit: Annotated[str | None, Query(max_length=32)] = None,
+                 cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+    """What the retention sweep deleted (its tombstones), oldest deletion first, deleted from
+    the day `from` to the day `to` inclusive in the force's time zone, in a unit's subtree;
+    each with its deletion certificate, and the whole selection as CSV. The same readers,
+    restricted recordings' rule and audit event as the API's /api/v1/tombstones."""
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not may_read_tombstones(principal):
+        return render(request, "forbidden.html", {"why": DELETED_REFUSAL}, status=403)
+    runtime = runtime_of(request)
+    zone = runtime.settings.timezone
+    shown = {"from": since or "", "to": until or "", "unit": unit or ""}
+    try:
+        first, last = _day(since), _day(until)
+    except ValueError:
+        return render(request, "deleted.html", {
+            "items": [], "next_cursor": None, "shown": shown, "csv_query": "",
+            "error": "Give the days as YYYY-MM-DD, or leave them empty."}, status=400)
+    start = _day_start(first, zone)
+    end = _day_start(last + dt.timedelta(days=1), zone) if last is not None else None
+    filters = {k: v for k, v in (("from", start.isoformat() if start else None),
+                                 ("to", end.isoformat() if end else None),
+                                 ("unit", unit or None)) if v}
+    items: list[dict[str, object]] = []
+    next_cursor = error = None
+    with transaction(runtime.sessions) as session:
+        try:
+            items, next_cursor = records.tombstone_page(
+                session, since=start, until=end, unit=unit or None, limit=DELETED_PAGE_ROWS,
+                cursor=cursor or None, viewer=principal)
+        except reviews.QueueError:
+            error = "That page link is out of date: start again from the first page."
+        except LookupError as exc:
+            error = f"{exc}."
+        if error is None:
+            records.audit_export(session, clock=runtime.clock,
+                                 actor=actor_from(request, principal), via="web",
+                                 filters=filters)
+    csv_query = urlencode(filters)  # (the API reads the same instants the page did)
+    return render(request, "deleted.html", {
+        "items": items, "next_cursor": next_cursor, "error": error, "shown": shown,
+        "csv_query": csv_query}, status=400 if error else 200)

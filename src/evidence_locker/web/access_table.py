@@ -183,6 +183,8 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     # What is due for deletion among the recordings one may see (the search's scope).
     ("GET", "/retention/due"): FOOTAGE,
     ("GET", "/reports/subject-told"): REPORT_READERS,
+    # What the sweep deleted (its tombstones): the API's readers (lifecycle/record_views.py).
+    ("GET", "/retention/deleted"): TOMBSTONE_READERS,
     ("POST", "/recordings/{recording_id}/evidence/holds"): HOLD_MANAGERS,
     ("POST", "/recordings/{recording_id}/evidence/holds/{hold_id}/release"): HOLD_MANAGERS,
     ("POST", "/recordings/{recording_id}/evidence/restriction"): RESTRICTION_MANAGERS,

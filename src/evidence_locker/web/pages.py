@@ -53,7 +53,8 @@ templates.env.filters["local"] = _local
 
 #: The header's links, shown to whoever the authorisation table admits to each page.
 NAV = [("Recordings", "/"), ("Fleet", "/fleet"), ("Access alerts", "/audit/alerts"),
-       ("Due for deletion", "/retention/due"), ("Reviews", "/reviews"),
+       ("Due for deletion", "/retention/due"), ("Deleted", "/retention/deleted"),
+       ("Reviews", "/reviews"),
        ("Subject told", "/reports/subject-told")]
 
 
