@@ -124,6 +124,17 @@ def _change(request: Request, recording_id: str, csrf: str, *,
     return RedirectResponse(f"/recordings/{rid}/evidence", status_code=303)
 
 
+def _signed_in_as(request: Request, allowed: Callable[[Principal], bool],
+                  refusal: str) -> Principal | Response:
+    """The person at a report page, or the answer instead: sent to sign in, or refused (403)."""
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    if not allowed(principal):
+        return render(request, "forbidden.html", {"why": refusal}, status=403)
+    return principal
+
+
 def _flagging(principal: Principal) -> bool:
     return principal.role in rules.FLAGGING_ROLES
 
@@ -274,11 +285,9 @@ def reviews_page(request: Request, days: Annotated[int, Query(ge=0, le=reviews.Q
                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     """The review queue: the evidence officer's command's review flags due now (or within
     `days`), soonest first, each linked to its evidence page where the decision is taken."""
-    principal = signed_in(request)
-    if principal is None:
-        return RedirectResponse("/login", status_code=303)
-    if not _reviewing(principal):
-        return render(request, "forbidden.html", {"why": REVIEW_REFUSAL}, status=403)
+    principal = _signed_in_as(request, _reviewing, REVIEW_REFUSAL)
+    if isinstance(principal, Response):
+        return principal
     runtime = runtime_of(request)
     with transaction(runtime.sessions) as session:
         try:
@@ -343,11 +352,9 @@ def subject_told_page(request: Request,
                       ) -> Response:
     """Whether subjects were told they were being recorded, per unit, over the last `days`
     days, with the CSV of the same report."""
-    principal = signed_in(request)
-    if principal is None:
-        return RedirectResponse("/login", status_code=303)
-    if not rules.may_read_reports(principal):
-        return render(request, "forbidden.html", {"why": REPORT_REFUSAL}, status=403)
+    principal = _signed_in_as(request, rules.may_read_reports, REPORT_REFUSAL)
+    if isinstance(principal, Response):
+        return principal
     runtime = runtime_of(request)
     end = runtime.clock.now()
     start = end - dt.timedelta(days=days)
@@ -384,11 +391,9 @@ def deleted_page(request: Request,
     the day `from` to the day `to` inclusive in the force's time zone, in a unit's subtree;
     each with its deletion certificate, and the whole selection as CSV. The same readers,
     restricted recordings' rule and audit event as the API's /api/v1/tombstones."""
-    principal = signed_in(request)
-    if principal is None:
-        return RedirectResponse("/login", status_code=303)
-    if not may_read_tombstones(principal):
-        return render(request, "forbidden.html", {"why": DELETED_REFUSAL}, status=403)
+    principal = _signed_in_as(request, may_read_tombstones, DELETED_REFUSAL)
+    if isinstance(principal, Response):
+        return principal
     runtime = runtime_of(request)
     zone = runtime.settings.timezone
     shown = {"from": since or "", "to": until or "", "unit": unit or ""}
