@@ -131,13 +131,17 @@ def _build_portable(into: Path) -> ModuleType:
     CPUs without SSE2 (an ARM server) run, so that path is checked on this machine too."""
     source = Path(chain.__file__).with_name("_chainwalk.c")
     target = into / f"_chainwalk{sysconfig.get_config_var('EXT_SUFFIX')}"
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(compiler) is None:
-        compiler = "cc"
-    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
-                    "-DCHAINWALK_PORTABLE", f"-I{sysconfig.get_paths()['include']}",
-                    str(source), "-lsqlite3", "-lcrypto", "-o", str(target)],
-                   check=True, capture_output=True, timeout=120)
+    compiler = next((c for c in ((sysconfig.get_config_var("CC") or "").split()[:1] + ["cc"])
+                     if shutil.which(c)), None)
+    if compiler is None:  # (a machine given a built wheel; CI builds the extension, so has one)
+        if os.environ.get("CI") == "true":
+            pytest.fail("no C compiler to build the portable check with")
+        pytest.skip("no C compiler here")
+    built = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
+                            "-DCHAINWALK_PORTABLE", f"-I{sysconfig.get_paths()['include']}",
+                            str(source), "-lsqlite3", "-lcrypto", "-o", str(target)],
+                           capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
     spec = importlib.util.spec_from_file_location("evidence_locker.audit._chainwalk", target)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -54,8 +54,7 @@ templates.env.filters["local"] = _local
 #: The header's links, shown to whoever the authorisation table admits to each page.
 NAV = [("Recordings", "/"), ("Fleet", "/fleet"), ("Access alerts", "/audit/alerts"),
        ("Due for deletion", "/retention/due"), ("Deleted", "/retention/deleted"),
-       ("Reviews", "/reviews"),
-       ("Subject told", "/reports/subject-told")]
+       ("Reviews", "/reviews"), ("Subject told", "/reports/subject-told")]
 
 
 def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
