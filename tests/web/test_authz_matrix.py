@@ -158,6 +158,21 @@ CALLS: dict[Key, Recipe] = {
         data={"username": "sergeant1", "reason": REASON}),
     ("POST", "/recordings/{recording_id}/evidence/restriction/access/{username}/remove"):
         lambda w, c: Call(data={"reason": REASON}),
+    ("POST", "/cases"): lambda w, c: Call(
+        data={"reference": "CASE/2026/PAGE", "title": "Opened on the page"}),
+    ("POST", "/cases/{case_id}/recordings"): lambda w, c: Call(
+        data={"recording_id": w.recording, "reason": REASON}),
+    ("POST", "/cases/{case_id}/recordings/{recording_id}/remove"): lambda w, c: Call(
+        data={"reason": REASON}),
+    ("POST", "/cases/{case_id}/status"): lambda w, c: Call(
+        data={"status": "charged", "reason": REASON}),
+    ("POST", "/cases/{case_id}/owners"): lambda w, c: Call(data={"username": "sergeant1"}),
+    ("POST", "/cases/{case_id}/owners/{username}/remove"): lambda w, c: Call(
+        data={"reason": REASON}),
+    ("POST", "/cases/{case_id}/grants"): lambda w, c: Call(
+        data={"username": "watchdog1", "reason": REASON}),
+    ("POST", "/cases/{case_id}/grants/{grant_id}/revoke"): lambda w, c: Call(
+        data={"reason": REASON}),
 }
 
 #: Path parameters by name. The restriction routes change R2, so R1 stays as every caller

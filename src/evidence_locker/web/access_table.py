@@ -192,6 +192,17 @@ ACCESS: Mapping[tuple[str, str], frozenset[Caller]] = {
     ("POST", "/recordings/{recording_id}/evidence/restriction/access"): RESTRICTION_MANAGERS,
     ("POST", "/recordings/{recording_id}/evidence/restriction/access/{username}/remove"):
         RESTRICTION_MANAGERS,
+    # Case pages (lifecycle/case_pages.py): the API's people, form by form.
+    ("GET", "/cases"): CASE_READERS,
+    ("POST", "/cases"): CASE_OPENERS,
+    ("GET", "/cases/{case_id}"): CASE_READERS,
+    ("POST", "/cases/{case_id}/recordings"): CASE_WORKERS,
+    ("POST", "/cases/{case_id}/recordings/{recording_id}/remove"): CASE_WORKERS,
+    ("POST", "/cases/{case_id}/status"): CASE_WORKERS,
+    ("POST", "/cases/{case_id}/owners"): CASE_WORKERS,
+    ("POST", "/cases/{case_id}/owners/{username}/remove"): CASE_WORKERS,
+    ("POST", "/cases/{case_id}/grants"): CASE_GRANTORS,
+    ("POST", "/cases/{case_id}/grants/{grant_id}/revoke"): CASE_GRANTORS,
     ("GET", "/fleet"): FLEET_READERS,
     ("GET", "/fleet/devices/{serial}"): FLEET_READERS,
     ("GET", "/audit/recordings/{recording_id}"): RECORDING_TRAIL_READERS,

@@ -28,6 +28,7 @@ from evidence_locker.fleet.views import pages as fleet_pages
 from evidence_locker.fleet.views import router as fleet_router
 from evidence_locker.ingest.tus import TUS_VERSION, TusError
 from evidence_locker.ingest.views import router as uploads_router
+from evidence_locker.lifecycle.case_pages import router as case_pages
 from evidence_locker.lifecycle.case_views import router as cases_router
 from evidence_locker.lifecycle.pages import router as lifecycle_pages
 from evidence_locker.lifecycle.record_views import router as tombstones_router
@@ -150,6 +151,7 @@ def create_app(runtime: Runtime, *, background: bool | None = None) -> FastAPI:
     app.include_router(lifecycle_pages)
     app.include_router(tombstones_router)
     app.include_router(cases_router)
+    app.include_router(case_pages)
     app.include_router(audit_router)
     app.include_router(audit_pages)
     app.include_router(pages_router)

@@ -52,7 +52,8 @@ templates.env.filters["local"] = _local
 
 
 #: The header's links, shown to whoever the authorisation table admits to each page.
-NAV = [("Recordings", "/"), ("Fleet", "/fleet"), ("Access alerts", "/audit/alerts"),
+NAV = [("Recordings", "/"), ("Cases", "/cases"), ("Fleet", "/fleet"),
+       ("Access alerts", "/audit/alerts"),
        ("Due for deletion", "/retention/due"), ("Deleted", "/retention/deleted"),
        ("Reviews", "/reviews"), ("Subject told", "/reports/subject-told")]
 
