@@ -125,6 +125,7 @@ def test_sql_injection_in_fleet_and_audit_filters(world: World, runtime: Runtime
     w = world
     before = counts(runtime)[:2]
     admin, auditor = bearer(w.tokens["fleetadmin"]), bearer(w.tokens["auditor"])
+    evidence = bearer(w.tokens["evidence1"])
     since = (w.runtime.clock.now() - dt.timedelta(days=1)).isoformat()
     for value in INJECTIONS:
         quoted = value.replace("%", "%25").replace("/", "%2F").replace("?", "%3F") \
@@ -149,6 +150,13 @@ def test_sql_injection_in_fleet_and_audit_filters(world: World, runtime: Runtime
                                 headers=auditor),
             "alerts until": get(w, "/api/v1/audit/alerts",
                                 params={"since": since, "until": value}, headers=auditor),
+            **{f"cases page {name}": get(w, "/cases", params={name: value}, headers=evidence)
+               for name in ("status", "reference", "unit")},
+            **{f"deleted page {name}": get(w, "/retention/deleted", params={name: value},
+                                           headers=auditor)
+               for name in ("from", "to", "unit", "cursor")},
+            "tombstones unit": get(w, "/api/v1/tombstones", params={"unit": value},
+                                   headers=auditor),
         }
         for what, r in answers.items():
             assert r.status_code in (200, 400, 404, 422), (what, value, r.status_code, r.text)
@@ -156,6 +164,8 @@ def test_sql_injection_in_fleet_and_audit_filters(world: World, runtime: Runtime
                 assert r.json().get("events", r.json().get("items")) == [], (what, value)
             if what == "rollout unit":  # no such unit (or longer than any unit code, or a NUL)
                 assert r.status_code in (400, 404, 422), (what, value)
+            if what.startswith("cases page") and r.status_code == 200:
+                assert 'id="no-cases"' in r.text, (what, value)  # matched nothing
     assert counts(runtime)[:2] == before
 
 
