@@ -71,6 +71,11 @@ def test_open_work_and_close_a_case_through_the_pages(client, runtime, force, cl
     assert [x["id"] for x in _case(client, force.tokens["evidence1"], case_id)["recordings"]] \
         == [rid]
     assert retention(client, force.tokens["evidence1"], rid)["held"] is True
+    linked = _get(client, evidence, f"/recordings/{rid}/evidence").text
+    assert f'<a href="/cases/{case_id}">CASE/2026/PAGE1</a> (open)' in linked
+    officer, _ = _session(client, "officer1", force.passwords["officer1"])  # not an owner
+    assert 'id="cases">none you may read<' in _get(client, officer,
+                                                   f"/recordings/{rid}/evidence").text
     twice = _post(client, evidence, f"{base}/recordings", csrf=csrf, recording_id=rid,
                   reason=REASON)
     assert twice.status_code == 409 and "already in this case" in twice.text

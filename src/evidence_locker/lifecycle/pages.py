@@ -31,7 +31,7 @@ from evidence_locker.accounts.roles import (
 from evidence_locker.catalogue import queries, restrictions
 from evidence_locker.catalogue.models import Recording
 from evidence_locker.db import transaction
-from evidence_locker.lifecycle import records, reviews, rules, service
+from evidence_locker.lifecycle import cases, records, reviews, rules, service
 from evidence_locker.lifecycle.record_views import may_read_tombstones
 from evidence_locker.web.auth import actor_from, runtime_of
 from evidence_locker.web.pages import check_csrf, render, signed_in
@@ -72,6 +72,7 @@ def _page(request: Request, session: Session, principal: Principal, rec: Recordi
         "categories": [c.name for c in service.current_categories(session)],
         "hold_kinds": rules.HOLD_KINDS,
         "restriction_kinds": RESTRICTION_KINDS,
+        "cases": cases.cases_of_recording(session, principal, rec.id),
         "error": error,
     }, status=status)
 
