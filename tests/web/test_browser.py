@@ -270,3 +270,45 @@ def test_officer_flags_own_footage_and_standards_hold_it(page: Page, site: Site)
     expect(page.locator("table#holds tbody tr")).to_contain_text("complaint")
     expect(page.locator("#delete-after")).to_have_text("never while held")
     assert len(audit_rows(site, "hold.placed", "standards")) == 1
+
+
+def test_evidence_officer_opens_a_case_and_links_the_recording(page: Page, site: Site) -> None:
+    """The case pages in a real browser: from the header's Cases link the evidence officer
+    opens a case, adds the recording by its id (the case now holds it, its evidence page links
+    the case), and closes it with a reason; each change one audit event."""
+    sign_in(page, "evidence", site.passwords["evidence"])
+    page.get_by_role("link", name="Cases").click()
+    expect(page).to_have_url(f"{site.url}/cases")
+    opening = page.locator("form#open-case")
+    opening.get_by_label("Reference").fill("CRIME/2026/0077")
+    opening.get_by_label("Title").fill("Assault <i>outside</i> the station")
+    opening.get_by_role("button", name="Open").click()
+    expect(page.locator("h1")).to_have_text("Case CRIME/2026/0077")
+    expect(page.locator("dl.facts")).to_contain_text("Assault <i>outside</i> the station")
+    case_url = page.url
+
+    adding = page.locator("form#add-recording")
+    adding.get_by_label("Recording id").fill(site.recording_id)
+    adding.get_by_label("Reason").fill("Shows the arrest and the caution")
+    adding.get_by_role("button", name="Add to the case").click()
+    expect(page).to_have_url(case_url)
+    expect(page.locator(f'table#case-recordings tr[data-id="{site.recording_id}"]')) \
+        .to_have_count(1)
+    page.goto(f"/recordings/{site.recording_id}/evidence")
+    expect(page.locator("#cases")).to_contain_text("CRIME/2026/0077 (open)")
+    page.locator("#cases a").click()
+    expect(page).to_have_url(case_url)
+
+    adding = page.locator("form#add-recording")
+    adding.get_by_label("Recording id").fill("00000000-0000-0000-0000-000000000000")
+    adding.get_by_label("Reason").fill("A recording that does not exist")
+    adding.get_by_role("button", name="Add to the case").click()
+    expect(page.locator("#error")).to_contain_text("no such recording")  # refused, shown
+    expect(page.locator("table#case-recordings tbody tr")).to_have_count(1)
+    closing = page.locator("form#status-form")
+    closing.get_by_label("Status").select_option("closed")
+    closing.get_by_label("Reason").fill("No further action: complainant withdrew")
+    closing.get_by_role("button", name="Change status").click()
+    expect(page.locator("#status")).to_have_text("closed")
+    for action in ("case.opened", "case.recording_added", "case.status_changed"):
+        assert len(audit_rows(site, action, "evidence")) == 1, action
