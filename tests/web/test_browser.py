@@ -1,5 +1,6 @@
 """The minimal web interface in a real Chromium against a real `locker serve`: sign in, list
-recordings, open one and play it; roles that see no footage; sign out; the audit trail."""
+recordings, open one and play it; roles that see no footage; sign out; the audit trail; the
+evidence page's flag and hold; a case opened, worked and closed."""
 
 from __future__ import annotations
 
