@@ -20,6 +20,7 @@ from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle import cases, rules, service
 from evidence_locker.lifecycle.case_models import Case
+from evidence_locker.lifecycle.pages import form_change, refusal_text, shown_page
 from evidence_locker.web.auth import actor_from, runtime_of
 from evidence_locker.web.pages import check_csrf, render, signed_in
 
@@ -117,7 +118,7 @@ def open_case(request: Request, reference: Annotated[str, Form(max_length=200)] 
                                 principal=principal, actor=actor_from(request, principal),
                                 reference=reference, title=title, unit=unit or None)
     except (cases.CaseForbidden, service.LifecycleRefused, service.LifecycleConflict) as exc:
-        return _list(request, principal, error=str(exc).strip("'\""), code=_status_of(exc),
+        return _list(request, principal, error=refusal_text(exc), code=_status_of(exc),
                      opening={"reference": reference, "title": title, "unit": unit})
     return RedirectResponse(f"/cases/{made['id']}", status_code=303)
 
@@ -125,41 +126,21 @@ def open_case(request: Request, reference: Annotated[str, Form(max_length=200)] 
 @router.get("/cases/{case_id}")
 def case_page(case_id: CaseId, request: Request) -> Response:
     """A case and the recordings in it the caller may see; audited (a case lists footage)."""
-    principal = signed_in(request)
-    if principal is None:
-        return RedirectResponse("/login", status_code=303)
-    if not _reading(principal):
-        return render(request, "no_footage.html", {}, status=403)
-    with transaction(runtime_of(request).sessions) as session:
-        case = cases.readable(session, principal, case_id)
-        if case is None:
-            return render(request, "not_found.html", {}, status=404)
-        return _case_page(request, session, principal, case)
+    return shown_page(request, allowed=_reading,
+                      find=lambda s, p: cases.readable(s, p, case_id),
+                      show=lambda s, p, case: _case_page(request, s, p, case))
 
 
 def _change(request: Request, case_id: int, csrf: str, *, allowed: Callable[[Principal], bool],
             refusal: str, act: Callable[[Session, Principal, Case], Any]) -> Response:
-    """One form's change to a case: signed in, CSRF, role, the case readable, then the service
-    call (its audit event in the same transaction)."""
-    principal = signed_in(request)
-    if principal is None:
-        return RedirectResponse("/login", status_code=303)
-    check_csrf(getattr(request.state, "csrf_token", ""), csrf)
-    if not allowed(principal):
-        return render(request, "forbidden.html", {"why": refusal}, status=403)
-    with transaction(runtime_of(request).sessions) as session:
-        case = cases.readable(session, principal, case_id)
-        if case is None:
-            return render(request, "not_found.html", {}, status=404)
-        try:
-            with session.begin_nested():
-                act(session, principal, case)
-        except (cases.CaseForbidden, service.LifecycleRefused, service.LifecycleConflict,
-                LookupError) as exc:
-            session.expire_all()
-            return _case_page(request, session, principal, case,
-                              error=str(exc).strip("'\""), status=_status_of(exc))
-    return RedirectResponse(f"/cases/{case_id}", status_code=303)
+    """One form's change to a case, shown back on the case when refused."""
+    return form_change(
+        request, csrf, allowed=allowed, refusal=refusal, act=act,
+        find=lambda s, p: cases.readable(s, p, case_id),
+        refusals=tuple(kind for kind, _ in _STATUS),
+        refused=lambda s, p, case, exc: _case_page(request, s, p, case, error=refusal_text(exc),
+                                                   status=_status_of(exc)),
+        back=lambda case: f"/cases/{case.id}")
 
 
 def _who(request: Request, p: Principal) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,8 @@ from evidence_locker.web.auth import actor_from, runtime_of
 from evidence_locker.web.pages import check_csrf, render, signed_in
 
 router = APIRouter(include_in_schema=False)
+
+T = TypeVar("T")
 
 #: Every field has a default, so that a caller who may not post is refused (401/403) before
 #: their input is judged (422).
@@ -84,45 +86,77 @@ def _visible(session: Session, principal: Principal, recording_id: str) -> Recor
 @router.get("/recordings/{recording_id}/evidence")
 def evidence_page(recording_id: str, request: Request) -> Response:
     """What keeps this recording, until when, and what the caller may change about that."""
+    return shown_page(request, allowed=may_view_footage_at_all,
+                      find=lambda s, p: _visible(s, p, recording_id),
+                      show=lambda s, p, rec: _page(request, s, p, rec))
+
+
+def shown_page(request: Request, *, allowed: Callable[[Principal], bool],
+               find: Callable[[Session, Principal], T | None],
+               show: Callable[[Session, Principal, T], Response]) -> Response:
+    """A page about one thing (a recording, a case): signed in, a role that sees footage, the
+    thing one the caller may see (404 otherwise), then the page (its audit in the same
+    transaction)."""
     principal = signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
-    if not may_view_footage_at_all(principal):
+    if not allowed(principal):
         return render(request, "no_footage.html", {}, status=403)
     with transaction(runtime_of(request).sessions) as session:
-        rec = _visible(session, principal, recording_id)
-        if rec is None:
+        thing = find(session, principal)
+        if thing is None:
             return render(request, "not_found.html", {}, status=404)
-        return _page(request, session, principal, rec)
+        return show(session, principal, thing)
 
 
-def _change(request: Request, recording_id: str, csrf: str, *,
-            allowed: Callable[[Principal], bool], refusal: str,
-            act: Callable[[Session, Principal, Recording], object],
-            scoped: Callable[[Principal, Session, Recording], bool] | None = None) -> Response:
-    """One form's change: signed in, CSRF, role, the recording visible, then the service call
-    (its audit event in the same transaction)."""
+def refusal_text(exc: Exception) -> str:
+    """A refusal's message as a form shows it (a LookupError's str() is quoted)."""
+    return str(exc).strip("'\"")
+
+
+def form_change(request: Request, csrf: str, *, allowed: Callable[[Principal], bool],
+                refusal: str, find: Callable[[Session, Principal], T | None],
+                act: Callable[[Session, Principal, T], object],
+                refused: Callable[[Session, Principal, T, Exception], Response],
+                back: Callable[[T], str], refusals: tuple[type[Exception], ...],
+                scoped: Callable[[Principal, Session, T], bool] | None = None) -> Response:
+    """One form's change to one thing: signed in, CSRF, role, the thing one the caller may see,
+    then the service call in a savepoint (its audit event in the same transaction). A refusal
+    (one of `refusals`) shows the page again through `refused`, nothing changed; a change done
+    goes `back` (303), so a reload does not post twice."""
     principal = signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
     check_csrf(getattr(request.state, "csrf_token", ""), csrf)
     if not allowed(principal):
         return render(request, "forbidden.html", {"why": refusal}, status=403)
-    runtime = runtime_of(request)
-    with transaction(runtime.sessions) as session:
-        rec = _visible(session, principal, recording_id)
-        if rec is None:
+    with transaction(runtime_of(request).sessions) as session:
+        thing = find(session, principal)
+        if thing is None:
             return render(request, "not_found.html", {}, status=404)
-        if scoped is not None and not scoped(principal, session, rec):
+        if scoped is not None and not scoped(principal, session, thing):
             return render(request, "forbidden.html", {"why": refusal}, status=403)
         try:
             with session.begin_nested():
-                act(session, principal, rec)
-        except REFUSALS as exc:
-            return _page(request, session, principal, rec, error=str(exc).strip("'\""),
-                         status=422)
-        rid = rec.id
-    return RedirectResponse(f"/recordings/{rid}/evidence", status_code=303)
+                act(session, principal, thing)
+        except refusals as exc:
+            session.expire_all()
+            return refused(session, principal, thing, exc)
+        url = back(thing)
+    return RedirectResponse(url, status_code=303)
+
+
+def _change(request: Request, recording_id: str, csrf: str, *,
+            allowed: Callable[[Principal], bool], refusal: str,
+            act: Callable[[Session, Principal, Recording], object],
+            scoped: Callable[[Principal, Session, Recording], bool] | None = None) -> Response:
+    """One form's change to a recording's evidence and retention."""
+    return form_change(
+        request, csrf, allowed=allowed, refusal=refusal, act=act, scoped=scoped,
+        find=lambda s, p: _visible(s, p, recording_id), refusals=REFUSALS,
+        refused=lambda s, p, rec, exc: _page(request, s, p, rec, error=refusal_text(exc),
+                                             status=422),
+        back=lambda rec: f"/recordings/{rec.id}/evidence")
 
 
 def _signed_in_as(request: Request, allowed: Callable[[Principal], bool],
