@@ -133,10 +133,9 @@ def _build_portable(into: Path) -> ModuleType:
     target = into / f"_chainwalk{sysconfig.get_config_var('EXT_SUFFIX')}"
     compiler = next((c for c in ((sysconfig.get_config_var("CC") or "").split()[:1] + ["cc"])
                      if shutil.which(c)), None)
-    if compiler is None:  # (a machine given a built wheel; CI builds the extension, so has one)
-        if os.environ.get("CI") == "true":
-            pytest.fail("no C compiler to build the portable check with")
-        pytest.skip("no C compiler here")
+    # The installed check was built here (the tests run only where it is), so a compiler is
+    # part of this setup (scripts/system-deps.sh installs it): none is a failure, not a skip.
+    assert compiler is not None, "no C compiler to build the portable check with (gcc)"
     built = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
                             "-DCHAINWALK_PORTABLE", f"-I{sysconfig.get_paths()['include']}",
                             str(source), "-lsqlite3", "-lcrypto", "-o", str(target)],

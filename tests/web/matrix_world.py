@@ -145,6 +145,25 @@ def sign_in(client: TestClient, username: str, password: str) -> tuple[str, str]
     return session, token.group(1)
 
 
+def page_session(client: TestClient, username: str, password: str
+                 ) -> tuple[dict[str, str], str]:
+    """A person signed in through the form: the headers carrying their session cookie, and the
+    session's CSRF token for the forms they post."""
+    cookie, csrf = sign_in(client, username, password)
+    return {"Cookie": f"{SESSION_COOKIE}={cookie}"}, csrf
+
+
+def post_form(client: TestClient, headers: dict[str, str], url: str, **data: str) -> Any:
+    """A form posted as a browser does (its cookie in `headers`), redirects not followed."""
+    client.cookies.clear()
+    return client.post(url, data=data, headers=headers, follow_redirects=False)
+
+
+def get_page(client: TestClient, headers: dict[str, str], url: str) -> Any:
+    client.cookies.clear()
+    return client.get(url, headers=headers, follow_redirects=False)
+
+
 def build_world(client: TestClient, runtime: Runtime, force: Force,
                 clock: MovingClock) -> World:
     passwords = dict(force.passwords)

@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import re
 
-from matrix_world import sign_in
+from matrix_world import page_session, post_form
 
 from cat_helpers import record_camera
 from life_helpers import REASON, configure, retention
 from support import count_events
-
-
-def _session(client, force, username: str) -> tuple[dict[str, str], str]:
-    cookie, csrf = sign_in(client, username, force.passwords[username])
-    return {"Cookie": f"locker_session={cookie}"}, csrf
-
-
-def _post(client, headers, url: str, **data: str):
-    client.cookies.clear()
-    return client.post(url, data=data, headers=headers, follow_redirects=False)
 
 
 def test_flag_withdraw_hold_release_through_the_page(client, runtime, force) -> None:
@@ -27,14 +17,14 @@ def test_flag_withdraw_hold_release_through_the_page(client, runtime, force) -> 
     rid = record_camera(client, force.dock_token, device="CAM-1", recording="EP1",
                         clip=b"e" * 64)
     base = f"/recordings/{rid}/evidence"
-    officer, csrf = _session(client, force, "officer1")
+    officer, csrf = page_session(client, "officer1", force.passwords["officer1"])
 
     page = client.get(base, headers=officer)
     assert page.status_code == 200
     assert 'id="flag"' in page.text and 'id="hold"' not in page.text
     assert "use of force" in page.text  # the applied categories are offered
 
-    r = _post(client, officer, f"{base}/flags", csrf=csrf, category="use of force",
+    r = post_form(client, officer, f"{base}/flags", csrf=csrf, category="use of force",
               reference="CRIME/2026/7", note="<script>alert(1)</script>")
     assert r.status_code == 303 and r.headers["location"] == base
     flags = retention(client, force.tokens["officer1"], rid)["flags"]
@@ -47,25 +37,25 @@ def test_flag_withdraw_hold_release_through_the_page(client, runtime, force) -> 
     assert withdraw_form and withdraw_form.group(1) == csrf  # the form carries the session's
 
     # A refusal is shown with its reason, and changes nothing.
-    r = _post(client, officer, f"{base}/flags/{flags[0]['id']}/withdraw", csrf=csrf,
+    r = post_form(client, officer, f"{base}/flags/{flags[0]['id']}/withdraw", csrf=csrf,
               reason="short")
     assert r.status_code == 422 and 'id="error"' in r.text
     assert retention(client, force.tokens["officer1"], rid)["flags"][0]["withdrawn_at"] is None
-    r = _post(client, officer, f"{base}/flags/{flags[0]['id']}/withdraw", csrf=csrf,
+    r = post_form(client, officer, f"{base}/flags/{flags[0]['id']}/withdraw", csrf=csrf,
               reason=REASON)
     assert r.status_code == 303
     assert retention(client, force.tokens["officer1"], rid)["flags"][0]["withdrawn_at"]
 
-    standards, s_csrf = _session(client, force, "standards")
-    r = _post(client, standards, f"{base}/holds", csrf=s_csrf, kind="sideways", reason=REASON)
+    standards, s_csrf = page_session(client, "standards", force.passwords["standards"])
+    r = post_form(client, standards, f"{base}/holds", csrf=s_csrf, kind="sideways", reason=REASON)
     assert r.status_code == 422 and "kind must be one of" in r.text
     assert count_events(runtime, "hold.placed") == 0
-    r = _post(client, standards, f"{base}/holds", csrf=s_csrf, kind="legal", reason=REASON)
+    r = post_form(client, standards, f"{base}/holds", csrf=s_csrf, kind="legal", reason=REASON)
     assert r.status_code == 303
     state = retention(client, force.tokens["standards"], rid)
     assert state["held"] and state["delete_after"] is None
     hold_id = state["holds"][0]["id"]
-    r = _post(client, standards, f"{base}/holds/{hold_id}/release", csrf=s_csrf, reason=REASON)
+    r = post_form(client, standards, f"{base}/holds/{hold_id}/release", csrf=s_csrf, reason=REASON)
     assert r.status_code == 303
     assert not retention(client, force.tokens["standards"], rid)["held"]
     assert count_events(runtime, "hold.placed") == 1 and count_events(runtime, "hold.released") == 1
@@ -75,8 +65,8 @@ def test_forms_need_the_sessions_csrf_token(client, runtime, force) -> None:
     configure(runtime)
     rid = record_camera(client, force.dock_token, device="CAM-1", recording="EP2",
                         clip=b"f" * 64)
-    officer, _csrf = _session(client, force, "officer1")
-    r = _post(client, officer, f"/recordings/{rid}/evidence/flags", csrf="forged",
+    officer, _csrf = page_session(client, "officer1", force.passwords["officer1"])
+    r = post_form(client, officer, f"/recordings/{rid}/evidence/flags", csrf="forged",
               category="use of force", reference="CRIME/2026/8")
     assert r.status_code == 403
     assert retention(client, force.tokens["officer1"], rid)["flags"] == []
@@ -86,9 +76,9 @@ def test_an_officer_cannot_flag_anothers_footage_by_page(client, runtime, force)
     configure(runtime)
     rid = record_camera(client, force.dock_token, device="CAM-3", recording="EP3",
                         clip=b"g" * 64)  # officer2's camera
-    officer, csrf = _session(client, force, "officer1")
+    officer, csrf = page_session(client, "officer1", force.passwords["officer1"])
     assert client.get(f"/recordings/{rid}/evidence", headers=officer).status_code == 404
-    r = _post(client, officer, f"/recordings/{rid}/evidence/flags", csrf=csrf,
+    r = post_form(client, officer, f"/recordings/{rid}/evidence/flags", csrf=csrf,
               category="use of force", reference="CRIME/2026/9")
     assert r.status_code == 404
     assert retention(client, force.tokens["officer2"], rid)["flags"] == []
@@ -101,25 +91,25 @@ def test_restriction_managed_through_the_page(client, runtime, force) -> None:
     sergeant = force.tokens["sergeant1"]
     assert client.get(f"/api/v1/recordings/{rid}", headers={
         "Authorization": f"Bearer {sergeant}"}).status_code == 200
-    standards, csrf = _session(client, force, "standards")
+    standards, csrf = page_session(client, "standards", force.passwords["standards"])
 
-    assert _post(client, standards, f"{base}/restriction", csrf=csrf, kind="restricted",
+    assert post_form(client, standards, f"{base}/restriction", csrf=csrf, kind="restricted",
                  reason=REASON).status_code == 303
     client.cookies.clear()
     assert client.get(f"/api/v1/recordings/{rid}", headers={
         "Authorization": f"Bearer {sergeant}"}).status_code == 404  # hidden from the unit
-    assert _post(client, standards, f"{base}/restriction/access", csrf=csrf,
+    assert post_form(client, standards, f"{base}/restriction/access", csrf=csrf,
                  username="nobody-here", reason=REASON).status_code == 422
-    assert _post(client, standards, f"{base}/restriction/access", csrf=csrf,
+    assert post_form(client, standards, f"{base}/restriction/access", csrf=csrf,
                  username="sergeant1", reason=REASON).status_code == 303
     client.cookies.clear()
     assert client.get(f"/api/v1/recordings/{rid}", headers={
         "Authorization": f"Bearer {sergeant}"}).status_code == 200  # listed
     page = client.get(base, headers=standards).text
     assert re.search(r"<td>sergeant1</td>", page)
-    assert _post(client, standards, f"{base}/restriction/access/sergeant1/remove", csrf=csrf,
+    assert post_form(client, standards, f"{base}/restriction/access/sergeant1/remove", csrf=csrf,
                  reason=REASON).status_code == 303
-    assert _post(client, standards, f"{base}/restriction/release", csrf=csrf,
+    assert post_form(client, standards, f"{base}/restriction/release", csrf=csrf,
                  reason=REASON).status_code == 303
     client.cookies.clear()
     assert client.get(f"/api/v1/recordings/{rid}", headers={

@@ -16,13 +16,14 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
-from evidence_locker.accounts.roles import Principal, may_view_footage_at_all
+from evidence_locker.accounts.roles import Principal
 from evidence_locker.db import transaction
 from evidence_locker.lifecycle import cases, rules, service
 from evidence_locker.lifecycle.case_models import Case
-from evidence_locker.lifecycle.pages import form_change, refusal_text, shown_page
+from evidence_locker.lifecycle.case_views import may_read_cases
+from evidence_locker.lifecycle.pages import form_change, posted_by, refusal_text, shown_page
 from evidence_locker.web.auth import actor_from, runtime_of
-from evidence_locker.web.pages import check_csrf, render, signed_in
+from evidence_locker.web.pages import render, signed_in
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,18 +47,6 @@ def _status_of(exc: Exception) -> int:
     return next(code for kind, code in _STATUS if isinstance(exc, kind))
 
 
-def _working(p: Principal) -> bool:
-    return p.role in rules.CASE_OWNER_ROLES and p.user_id is not None
-
-
-def _opening(p: Principal) -> bool:
-    return p.role in rules.CASE_CREATOR_ROLES and p.user_id is not None
-
-
-def _reading(p: Principal) -> bool:
-    return may_view_footage_at_all(p) and p.user_id is not None
-
-
 def _case_page(request: Request, session: Session, principal: Principal, case: Case, *,
                error: str | None = None, status: int = 200) -> Response:
     runtime = runtime_of(request)
@@ -77,7 +66,7 @@ def cases_page(request: Request,
     principal = signed_in(request)
     if principal is None:
         return RedirectResponse("/login", status_code=303)
-    if not _reading(principal):
+    if not may_read_cases(principal):
         return render(request, "no_footage.html", {}, status=403)
     return _list(request, principal, status=status or None, reference=reference or None,
                  unit=unit or None)
@@ -97,7 +86,7 @@ def _list(request: Request, principal: Principal, *, status: str | None = None,
     return render(request, "cases.html", {
         "items": items, "error": error, "statuses": rules.CASE_STATUSES,
         "shown": {"status": status or "", "reference": reference or "", "unit": unit or ""},
-        "may_open": _opening(principal), "opening": opening or {}}, status=code)
+        "may_open": rules.may_open_cases(principal), "opening": opening or {}}, status=code)
 
 
 @router.post("/cases")
@@ -105,12 +94,9 @@ def open_case(request: Request, reference: Annotated[str, Form(max_length=200)] 
               title: Annotated[str, Form(max_length=400)] = "",
               unit: Annotated[str, Form(max_length=32)] = "", csrf: Csrf = "") -> Response:
     """Open a case; its page next (the opener owns it)."""
-    principal = signed_in(request)
-    if principal is None:
-        return RedirectResponse("/login", status_code=303)
-    check_csrf(getattr(request.state, "csrf_token", ""), csrf)
-    if not _opening(principal):
-        return render(request, "forbidden.html", {"why": OPEN_REFUSAL}, status=403)
+    principal = posted_by(request, csrf, allowed=rules.may_open_cases, refusal=OPEN_REFUSAL)
+    if isinstance(principal, Response):
+        return principal
     runtime = runtime_of(request)
     try:
         with transaction(runtime.sessions) as session:
@@ -126,7 +112,7 @@ def open_case(request: Request, reference: Annotated[str, Form(max_length=200)] 
 @router.get("/cases/{case_id}")
 def case_page(case_id: CaseId, request: Request) -> Response:
     """A case and the recordings in it the caller may see; audited (a case lists footage)."""
-    return shown_page(request, allowed=_reading,
+    return shown_page(request, allowed=may_read_cases,
                       find=lambda s, p: cases.readable(s, p, case_id),
                       show=lambda s, p, case: _case_page(request, s, p, case))
 
@@ -153,7 +139,7 @@ def add_recording(case_id: CaseId, request: Request,
                   recording_id: Annotated[str, Form(max_length=64)] = "", reason: Reason = "",
                   csrf: Csrf = "") -> Response:
     settings = runtime_of(request).settings
-    return _change(request, case_id, csrf, allowed=_working, refusal=WORK_REFUSAL,
+    return _change(request, case_id, csrf, allowed=rules.may_work_cases, refusal=WORK_REFUSAL,
                    act=lambda s, p, case: cases.add_recording(
                        s, settings=settings, **_who(request, p), case=case,
                        recording=cases.visible_recording(s, p, recording_id.strip()),
@@ -164,7 +150,7 @@ def add_recording(case_id: CaseId, request: Request,
 def remove_recording(case_id: CaseId, recording_id: Annotated[str, Path(max_length=64)],
                      request: Request, reason: Reason = "", csrf: Csrf = "") -> Response:
     settings = runtime_of(request).settings
-    return _change(request, case_id, csrf, allowed=_working, refusal=WORK_REFUSAL,
+    return _change(request, case_id, csrf, allowed=rules.may_work_cases, refusal=WORK_REFUSAL,
                    act=lambda s, p, case: cases.remove_recording(
                        s, settings=settings, **_who(request, p), case=case,
                        recording=cases.visible_recording(s, p, recording_id), reason=reason))
@@ -175,7 +161,7 @@ def change_status(case_id: CaseId, request: Request,
                   status: Annotated[str, Form(max_length=16)] = "", reason: Reason = "",
                   csrf: Csrf = "") -> Response:
     settings = runtime_of(request).settings
-    return _change(request, case_id, csrf, allowed=_working, refusal=WORK_REFUSAL,
+    return _change(request, case_id, csrf, allowed=rules.may_work_cases, refusal=WORK_REFUSAL,
                    act=lambda s, p, case: cases.change_status(
                        s, settings=settings, **_who(request, p), case=case, status=status,
                        reason=reason))
@@ -184,7 +170,7 @@ def change_status(case_id: CaseId, request: Request,
 @router.post("/cases/{case_id}/owners")
 def add_owner(case_id: CaseId, request: Request, username: Username = "",
               csrf: Csrf = "") -> Response:
-    return _change(request, case_id, csrf, allowed=_working, refusal=WORK_REFUSAL,
+    return _change(request, case_id, csrf, allowed=rules.may_work_cases, refusal=WORK_REFUSAL,
                    act=lambda s, p, case: cases.add_owner(
                        s, **_who(request, p), case=case, username=username.strip()))
 
@@ -192,7 +178,7 @@ def add_owner(case_id: CaseId, request: Request, username: Username = "",
 @router.post("/cases/{case_id}/owners/{username}/remove")
 def remove_owner(case_id: CaseId, username: Annotated[str, Path(max_length=100)],
                  request: Request, reason: Reason = "", csrf: Csrf = "") -> Response:
-    return _change(request, case_id, csrf, allowed=_working, refusal=WORK_REFUSAL,
+    return _change(request, case_id, csrf, allowed=rules.may_work_cases, refusal=WORK_REFUSAL,
                    act=lambda s, p, case: cases.remove_owner(
                        s, **_who(request, p), case=case, username=username, reason=reason))
 

@@ -22,23 +22,28 @@ from evidence_locker.web.problems import ApiError
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
 
 
+def may_read_cases(p: Principal) -> bool:
+    """The role gate of reading cases (each case then decides: `cases.may_read`)."""
+    return may_view_footage_at_all(p) and p.user_id is not None
+
+
 def _reader(request: Request) -> Principal:
     principal = require_principal(request)
-    if not may_view_footage_at_all(principal) or principal.user_id is None:
+    if not may_read_cases(principal):
         raise ApiError(403, "Forbidden", "this role does not see cases")
     return principal
 
 
 def _worker(request: Request) -> Principal:
     principal = require_principal(request)
-    if principal.role not in rules.CASE_OWNER_ROLES or principal.user_id is None:
+    if not rules.may_work_cases(principal):
         raise ApiError(403, "Forbidden", "watchdogs and prosecutors do not change cases")
     return principal
 
 
 def _creator(request: Request) -> Principal:
     principal = require_principal(request)
-    if principal.role not in rules.CASE_CREATOR_ROLES or principal.user_id is None:
+    if not rules.may_open_cases(principal):
         raise ApiError(403, "Forbidden",
                        "evidence officers and professional standards open cases")
     return principal

@@ -114,6 +114,19 @@ def refusal_text(exc: Exception) -> str:
     return str(exc).strip("'\"")
 
 
+def posted_by(request: Request, csrf: str, *, allowed: Callable[[Principal], bool],
+              refusal: str) -> Principal | Response:
+    """Who posted a form, or the answer instead: sent to sign in, refused for a CSRF token that
+    is not the session's (403), or for the role (403, with the reason)."""
+    principal = signed_in(request)
+    if principal is None:
+        return RedirectResponse("/login", status_code=303)
+    check_csrf(getattr(request.state, "csrf_token", ""), csrf)
+    if not allowed(principal):
+        return render(request, "forbidden.html", {"why": refusal}, status=403)
+    return principal
+
+
 def form_change(request: Request, csrf: str, *, allowed: Callable[[Principal], bool],
                 refusal: str, find: Callable[[Session, Principal], T | None],
                 act: Callable[[Session, Principal, T], object],
@@ -124,12 +137,9 @@ def form_change(request: Request, csrf: str, *, allowed: Callable[[Principal], b
     then the service call in a savepoint (its audit event in the same transaction). A refusal
     (one of `refusals`) shows the page again through `refused`, nothing changed; a change done
     goes `back` (303), so a reload does not post twice."""
-    principal = signed_in(request)
-    if principal is None:
-        return RedirectResponse("/login", status_code=303)
-    check_csrf(getattr(request.state, "csrf_token", ""), csrf)
-    if not allowed(principal):
-        return render(request, "forbidden.html", {"why": refusal}, status=403)
+    principal = posted_by(request, csrf, allowed=allowed, refusal=refusal)
+    if isinstance(principal, Response):
+        return principal
     with transaction(runtime_of(request).sessions) as session:
         thing = find(session, principal)
         if thing is None:

@@ -311,6 +311,16 @@ CASE_OWNER_ROLES = frozenset({Role.OFFICER, Role.SUPERVISOR, Role.EVIDENCE_OFFIC
 CASE_CREATOR_ROLES = frozenset({Role.EVIDENCE_OFFICER, Role.PROFESSIONAL_STANDARDS})
 
 
+def may_work_cases(p: Principal) -> bool:
+    """The role gate of every change to a case (the case then decides: `may_manage_case`)."""
+    return p.role in CASE_OWNER_ROLES and p.user_id is not None
+
+
+def may_open_cases(p: Principal) -> bool:
+    """The role gate of opening a case (the command then decides: `may_create_case`)."""
+    return p.role in CASE_CREATOR_ROLES and p.user_id is not None
+
+
 def _in_command(p: Principal, case_unit_path: str) -> bool:
     return (p.role == Role.EVIDENCE_OFFICER and p.unit_path is not None
             and case_unit_path.startswith(p.unit_path))
